@@ -1,0 +1,56 @@
+# rnn-theano: every command a user needs. Each target creates the virtual environment on first use.
+#
+#   make train                      train the tutorial RNN on the built-in corpus (Python's own docs)
+#   make train DATA=comments.csv    ... on any file or directory of text
+#   make generate                   sample sentences from the trained model
+#   make test                       run the test suite
+#
+# Settings below are defaults; override any of them on the command line (make train EPOCHS=2).
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+
+# A Python >= 3.12 (PyTensor 3.3 needs it). pyenv users get one through .python-version.
+PYTHON ?= $(shell for p in python3.12 python3.13 python3.14 python3 python; do \
+	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { echo $$p; break; }; done)
+
+MODEL        ?= checkpoints/rnn.npz
+DATA         ?=
+CORPUS       ?=
+VOCAB        ?= 8000
+HIDDEN       ?= 100
+EPOCHS       ?= 3
+MAX_SENTENCES ?= 25000
+TRAIN_FLAGS  ?=
+NUM          ?= 10
+TEMPERATURE  ?= 1.0
+GEN_FLAGS    ?=
+
+SOURCE_FLAGS := $(if $(DATA),--data $(DATA)) $(if $(CORPUS),--corpus $(CORPUS))
+
+.PHONY: install train generate test clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "error: no Python >= 3.12 found (PyTensor 3.3 needs it); install one, or run: make PYTHON=/path/to/python3.12 ..." >&2; exit 2; fi
+	@echo "Creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+train: $(STAMP)
+	$(PY) scripts/train_lm.py $(SOURCE_FLAGS) --vocab-size $(VOCAB) --hidden-dim $(HIDDEN) \
+	  --epochs $(EPOCHS) --max-sentences $(MAX_SENTENCES) --model-out $(MODEL) $(TRAIN_FLAGS)
+
+generate: $(STAMP)
+	$(PY) scripts/generate.py --model $(MODEL) --num-sentences $(NUM) --temperature $(TEMPERATURE) $(GEN_FLAGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_FLAGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info

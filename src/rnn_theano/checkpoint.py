@@ -1,0 +1,91 @@
+"""Checkpoints: one ``.npz`` with the parameters, the vocabulary and the settings that built them.
+
+Layout (readable with numpy alone, ``np.load(path)``):
+
+* one array per parameter under its own name; the tutorial model has ``U`` (H, C),
+  ``V`` (C, H) and ``W`` (H, H), exactly as the tutorial shapes them;
+* ``__meta__``: a 0-d unicode array holding JSON with ``format``, ``version``, ``vocab`` (the
+  word list; a word's id is its index), ``config`` (the settings) and ``state`` (epoch,
+  learning rate, loss history).
+
+Writes are atomic: the file is written under a temporary name in the same directory, flushed
+to disk, then renamed over the target, so an interrupted save never leaves a half-written
+checkpoint and never damages the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+from .vocab import Vocabulary
+
+FORMAT = "rnn-theano-checkpoint"
+VERSION = 1
+META_KEY = "__meta__"
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds; ``config`` and ``state`` are plain JSON-able dicts."""
+
+    params: dict[str, np.ndarray]
+    vocab: Vocabulary
+    config: dict[str, Any]
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "version": VERSION, "vocab": list(ckpt.vocab.words),
+            "config": ckpt.config, "state": ckpt.state}
+    arrays = {name: np.asarray(value) for name, value in ckpt.params.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays, **{META_KEY: np.array(json.dumps(meta))})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`; any damage is a ``UserError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found: train one first (make train, or "
+                        f"scripts/train_lm.py --model-out {path})")
+    problem = f"{path} is not a usable rnn-theano checkpoint"
+    fix = "retrain it (make train) or point at another file"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        meta = json.loads(str(arrays.pop(META_KEY)))
+    except KeyError:
+        raise UserError(f"{problem} (no {META_KEY} record): {fix}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{problem} ({type(e).__name__}: {e}): {fix}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UserError(f"{problem} (unknown format): {fix}")
+    if meta.get("version") != VERSION:
+        raise UserError(f"{problem} (format version {meta.get('version')}, this program reads "
+                        f"{VERSION}): {fix}")
+    try:
+        vocab = Vocabulary(tuple(meta["vocab"]))
+        ckpt = Checkpoint(arrays, vocab, dict(meta["config"]), dict(meta.get("state", {})))
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{problem} (incomplete metadata: {e}): {fix}") from None
+    return ckpt
