@@ -172,16 +172,21 @@ class RNNNumpy:
              y: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """``[dU, dV, dW]``: the gradient of one sentence's *summed* cross-entropy, truncated
         as ``bptt_truncate`` and ``truncation`` say (see the module docstring)."""
+        return self._loss_and_bptt(x, y)[1]
+
+    def _loss_and_bptt(self, x: Sequence[int] | np.ndarray, y: Sequence[int] | np.ndarray
+                       ) -> tuple[float, list[np.ndarray]]:
+        """The sentence's summed cross-entropy and its gradient, from one forward pass."""
         x, y = _check_pair(x, y)
         T = len(y)
         o, s = self.forward_propagation(x)
+        loss = float(-np.log(o[np.arange(T), y]).sum())
         # d loss / d (V s_t) for the softmax + cross-entropy pair: o_t - onehot(y_t).
         delta_o = o
         delta_o[np.arange(T), y] -= 1.0  # (T, C)
-        k = self.bptt_truncate
-        if self.truncation == "tutorial":
-            return self._bptt_tutorial(x, s, delta_o, k if k >= 0 else T)
-        return self._bptt_scan(x, s, delta_o, k if k >= 0 else T)
+        k = self.bptt_truncate if self.bptt_truncate >= 0 else T
+        backward = self._bptt_tutorial if self.truncation == "tutorial" else self._bptt_scan
+        return loss, backward(x, s, delta_o, k)
 
     def _bptt_tutorial(self, x: np.ndarray, s: np.ndarray, delta_o: np.ndarray,
                        k: int) -> list[np.ndarray]:
@@ -214,10 +219,15 @@ class RNNNumpy:
         return [dU, dV, dW]
 
     def sgd_step(self, x: Sequence[int] | np.ndarray, y: Sequence[int] | np.ndarray,
-                 learning_rate: float) -> None:
-        """One plain SGD step on one sentence (the tutorial's training step), in place."""
-        for param, grad in zip((self.U, self.V, self.W), self.bptt(x, y)):
+                 learning_rate: float) -> float:
+        """One plain SGD step on one sentence (the tutorial's training step), in place.
+
+        Returns the sentence's summed cross-entropy before the step (the training loop shows
+        it; ``RNNTheano.sgd_step`` returns the same)."""
+        loss, grads = self._loss_and_bptt(x, y)
+        for param, grad in zip((self.U, self.V, self.W), grads):
             param -= learning_rate * grad
+        return loss
 
     # ----- checking -----------------------------------------------------------------------
 

@@ -106,8 +106,12 @@ def train(model, train_pairs: Pairs, valid_pairs: Pairs, *, epochs: int, learnin
     def snapshot(epoch: int, **extra: Any) -> dict[str, Any]:
         return {"epoch": epoch, "learning_rate": lr, "history": history, **extra}
 
+    log("compiling the graphs if needed (a first run takes a minute; later runs reuse the cache)")
     if not history:  # the untrained model: its loss should be close to ln(C)
         evaluate(0, 0.0, 0.0)
+    # A step with learning rate 0 changes nothing but compiles the training graph now, so
+    # compilation time does not pollute the first epoch's words per second.
+    model.sgd_step(*train_pairs[0], 0.0)
     epoch, started = first, time.perf_counter()
     try:
         for epoch in range(first + 1, first + epochs + 1):

@@ -1,0 +1,179 @@
+"""Compiled training and evaluation functions for the language model of ``lm``, and perplexity.
+
+``LMEngine`` owns the shared parameters and compiles, each on first use:
+
+* ``train_step(x, y, mask, state)``: one optimizer update on the batch's mean per-token
+  cross-entropy, dropout on;
+* ``eval_step(x, y, mask, state)``: the same cost, dropout off, no update;
+* ``log_probs(x, y, mask, state)``: every word's log-probability at every position.
+
+Each takes a ``batching.Batch``'s arrays and the carried state (``initial_state``) and returns
+the summed cross-entropy, the token count and the final state (to feed back in stream mode).
+
+The training objective is the *mean* cross-entropy per real token of the batch, so the step
+size does not depend on batch size or padding. Zaremba et al. (and the Lua code they
+published) sum over the ``bptt_len`` steps instead, so their SGD lr 1.0 and clip 5 are
+lr ``bptt_len`` (20) and clip ``5 / bptt_len`` (0.25) here, PyTorch's word_language_model
+settings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytensor.tensor.random as ptr
+
+from .batching import Batch, SentenceBatches, StreamBatches
+from .lm import LMConfig, build_lm, check_lm_params, init_lm_params, shared_params
+from .optimizers import optimizer_updates
+
+
+class StepResult(NamedTuple):
+    cost: float          # summed cross-entropy over the batch's real tokens, in nats
+    n_tokens: float      # real tokens in the batch
+    state: np.ndarray    # (L, S, B, H) final state of the forward stack
+    grad_norm: float     # global gradient norm before clipping (NaN for evaluation)
+
+
+@dataclass
+class Score:
+    """Summed cross-entropy and token count over a corpus."""
+
+    total_cost: float
+    n_tokens: float
+
+    @property
+    def loss(self) -> float:
+        """Mean cross-entropy per predicted token, in nats."""
+        return self.total_cost / self.n_tokens
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss)
+
+
+class LMEngine:
+    """The language model's parameters and compiled functions.
+
+    ``params`` (e.g. from a checkpoint) are checked against ``config``; without them the model
+    starts from ``init_lm_params``. ``optimizer`` is a name of ``optimizers.OPTIMIZERS``;
+    ``learning_rate`` is a shared scalar, so ``set_learning_rate`` takes effect at the next
+    step without recompiling. ``mode`` is the PyTensor backend.
+    """
+
+    def __init__(self, config: LMConfig, params: dict[str, np.ndarray] | None = None, *,
+                 mode: str = "NUMBA", optimizer: str = "sgd", learning_rate: float = 1.0,
+                 clip_norm: float | None = None, weight_decay: float = 0.0,
+                 optimizer_options: dict[str, float] | None = None) -> None:
+        if params is None:
+            params = init_lm_params(config)
+        check_lm_params(config, params)
+        self.config, self.mode = config, mode
+        self.params = shared_params({k: np.asarray(v, dtype=config.dtype) for k, v in params.items()})
+        self.learning_rate = pytensor.shared(np.asarray(learning_rate, dtype=config.dtype),
+                                             name="learning_rate")
+        self._optimizer = (optimizer, clip_norm, weight_decay, optimizer_options or {})
+        # The evaluation graph; the training graph is built with the training function.
+        self._eval = build_lm(config, self.params)
+
+    # --- compiled functions (each compiled on first use) --------------------------------
+
+    def _compile(self, graph, outputs, updates=None):
+        return pytensor.function([graph.x, graph.y, graph.mask, graph.state], outputs,
+                                 updates=updates, mode=self.mode, allow_input_downcast=True,
+                                 on_unused_input="ignore")
+
+    @cached_property
+    def _train_fn(self):
+        # Dropout draws come from a stream seeded by the config, so runs are reproducible.
+        rng = ptr.shared_rng(seed=self.config.seed + 1, name="dropout_rng")
+        graph = build_lm(self.config, self.params, rng)
+        params = list(self.params.values())
+        objective = graph.cost / pt.maximum(graph.n_tokens, 1)  # mean CE per real token
+        grads = pytensor.grad(objective, params)
+        name, clip_norm, weight_decay, options = self._optimizer
+        updates, norm = optimizer_updates(name, params, grads, self.learning_rate,
+                                          clip_norm=clip_norm, weight_decay=weight_decay, **options)
+        return self._compile(graph, [graph.cost, graph.n_tokens, graph.final_state, norm],
+                             [*updates, *graph.updates.items()])
+
+    @cached_property
+    def _eval_fn(self):
+        g = self._eval
+        return self._compile(g, [g.cost, g.n_tokens, g.final_state])
+
+    @cached_property
+    def _log_probs_fn(self):
+        g = self._eval
+        return self._compile(g, [g.log_probs, g.final_state])
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
+                   state: np.ndarray) -> StepResult:
+        """One update of the parameters on batch (x, y, mask), from ``state``."""
+        cost, n, final, norm = self._train_fn(x, y, mask, state)
+        return StepResult(float(cost), float(n), final, float(norm))
+
+    def eval_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
+                  state: np.ndarray) -> StepResult:
+        """The batch's summed cross-entropy without dropout and without an update."""
+        cost, n, final = self._eval_fn(x, y, mask, state)
+        return StepResult(float(cost), float(n), final, math.nan)
+
+    def log_probs(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
+                  state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(T, B, C) log-probabilities of the word at each position, and the final state.
+
+        Left to right, ``y`` is unused. Bidirectional, position t's distribution uses x[:t+1]
+        and y[t+1:] (the blank is ``y[t]``; its own value is never read).
+        """
+        return tuple(self._log_probs_fn(x, y, mask, state))
+
+    # --- state and parameters -------------------------------------------------------------
+
+    def initial_state(self, batch_size: int) -> np.ndarray:
+        """The zero state (L, S, B, H) a sentence or a stream starts from."""
+        return np.zeros(self.config.state_shape(batch_size), dtype=self.config.dtype)
+
+    def set_learning_rate(self, value: float) -> None:
+        self.learning_rate.set_value(np.asarray(value, dtype=self.config.dtype))
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        """Copies of the current parameters, by name (what a checkpoint saves)."""
+        return {name: np.array(p.get_value()) for name, p in self.params.items()}
+
+    def n_params(self) -> int:
+        return sum(p.get_value().size for p in self.params.values())
+
+
+def run_batches(step, batches: Iterable[Batch], *,
+                carry_state: bool, initial_state: np.ndarray) -> Score:
+    """Feed ``batches`` to ``step`` (``engine.train_step`` or ``eval_step``) and sum the scores.
+
+    With ``carry_state`` each batch starts from the previous batch's final state (stream
+    mode); otherwise from ``initial_state`` (sentence mode).
+    """
+    total, tokens, state = 0.0, 0.0, initial_state
+    for x, y, mask in batches:
+        start = state if carry_state else initial_state[:, :, :x.shape[1]]
+        result = step(x, y, mask, start)
+        total, tokens, state = total + result.cost, tokens + result.n_tokens, result.state
+    return Score(total, tokens)
+
+
+def evaluate_stream(engine: LMEngine, batches: StreamBatches) -> Score:
+    """Perplexity of a stream, the state carried through the whole of it."""
+    return run_batches(engine.eval_step, batches, carry_state=True,
+                       initial_state=engine.initial_state(batches.batch_size))
+
+
+def evaluate_sentences(engine: LMEngine, batches: SentenceBatches) -> Score:
+    """Perplexity over sentences, each starting from the zero state."""
+    return run_batches(engine.eval_step, batches, carry_state=False,
+                       initial_state=engine.initial_state(batches.batch_size))

@@ -1,0 +1,257 @@
+"""The general language model: embedding, stacked (optionally bidirectional) cells, softmax.
+
+The graph for a time-major batch of T steps and B rows (C words, E embedding, H hidden units,
+L layers, H_top = H, or 2H when bidirectional)::
+
+    e = embed[x]                               (T, B, E)   dropout
+    h^0 = e;  h^l = cell_l(h^{l-1})            (T, B, H)   dropout between layers
+    top = h^L                                  (T, B, H_top)  dropout
+    log p(y_t | ...) = log_softmax(top_t out_W + out_b)    (T, B, C)
+    cost = -sum_{t,b} mask[t,b] log p(y[t,b])  summed cross-entropy over real tokens
+
+Only the recurrences run inside ``scan`` (``cells.run_cell``); the embedding gather, each
+layer's input projection, the output projection and the log-softmax are each one product over
+all T*B positions. Dropout (inverted: scaled by 1/keep at training time, the identity at
+evaluation) touches only these non-recurrent connections, never the state carried in time
+(Zaremba et al. 2014).
+
+Bidirectional: a second, independent stack of L layers reads the *targets* y backwards in
+time. ``x[t]`` is word t and ``y[t]`` word t+1 of a sentence, so the forward state after
+``x[t]`` has read words ``<= t``, and the backward state at ``t+1`` (after reading
+``y[T-1] .. y[t+1]``) has read words ``>= t+2``: the prediction of ``y[t]`` uses
+``concat(forward_t, backward_{t+1})`` (zero past the end) and never sees the word it predicts.
+The two stacks meet only at the top: joining them at every layer would hand layer 2 of the
+forward stack the backward state of word t+1 itself.
+
+Parameters (a dict of shared variables, saved under these names)::
+
+    embed (C, E)
+    l{i}_Wx (D_i, G*H)   l{i}_Wh (H, G*H)   l{i}_b (G*H,)     forward layer i (D_0 = E, else H)
+    back{i}_Wx, back{i}_Wh, back{i}_b                          backward layer i (bidirectional)
+    out_W (H_top, C)     out_b (C,)                            out_W absent with tied weights
+
+Gate order and cell equations: see ``cells``. With ``tie_weights`` the output layer is
+``top_t embed.T + out_b`` (Press & Wolf 2017), which needs E == H_top.
+
+The recurrent state enters as one input ``state`` (L, S, B, H), S = 1 (h) or 2 (h, c for the
+LSTM), and the forward stack's final state leaves with the same shape, so stream mode can
+feed it back as a plain numpy array: the next window starts where this one ended, and the
+gradient stops there. The backward stack always starts from zeros.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+from .cells import CELLS, init_cell_params, project_inputs, run_cell
+from .errors import UserError
+
+Tensor = pt.TensorVariable
+FORWARD, BACKWARD = "l", "back"
+
+# Embeddings start at Uniform(+-0.1), Zaremba et al.'s scale for every weight.
+_EMBED_INIT = 0.1
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Everything that defines the network: what a checkpoint records to rebuild it."""
+
+    cell: str = "lstm"
+    vocab_size: int = 10_000
+    embed_dim: int = 200
+    hidden_dim: int = 200
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    tie_weights: bool = False
+    float32: bool = True
+    forget_bias: float = 1.0
+    relu_identity_init: bool = False
+    bias: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise UserError(f"unknown cell {self.cell!r}: use one of {', '.join(CELLS)}")
+        for name in ("vocab_size", "embed_dim", "hidden_dim", "layers"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"dropout {self.dropout} is not a probability below 1: "
+                            "give a value in [0, 1)")
+        if self.tie_weights and self.embed_dim != self.top_dim:
+            raise UserError(f"tied weights need the embedding size ({self.embed_dim}) to equal "
+                            f"the top hidden size ({self.top_dim}"
+                            f"{', twice the hidden size when bidirectional' if self.bidirectional else ''}): "
+                            f"set the embedding size to {self.top_dim}")
+        if self.relu_identity_init and self.cell != "relu":
+            raise UserError(f"identity initialisation is for the relu cell, not {self.cell}")
+
+    @property
+    def dtype(self) -> str:
+        return "float32" if self.float32 else "float64"
+
+    @property
+    def top_dim(self) -> int:
+        """H_top: the size of what the output layer reads."""
+        return self.hidden_dim * (2 if self.bidirectional else 1)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the stacks: forward, then backward if bidirectional."""
+        return (FORWARD, BACKWARD) if self.bidirectional else (FORWARD,)
+
+    def state_shape(self, batch_size: int) -> tuple[int, int, int, int]:
+        """Shape of the carried state: (layers, states per cell, batch, hidden)."""
+        return (self.layers, CELLS[self.cell].states, batch_size, self.hidden_dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LMConfig:
+        """The config saved by ``to_dict``; unknown keys are an error, missing ones defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise UserError(f"unknown model settings {', '.join(unknown)}: the checkpoint was "
+                            "written by another version; retrain it")
+        return cls(**d)
+
+
+def init_lm_params(config: LMConfig) -> dict[str, np.ndarray]:
+    """Fresh parameters, named as in the module docstring, in the config's dtype."""
+    rng = np.random.default_rng(config.seed)
+    cell, H, C = CELLS[config.cell], config.hidden_dim, config.vocab_size
+    params = {"embed": rng.uniform(-_EMBED_INIT, _EMBED_INIT, (C, config.embed_dim))}
+    for prefix in config.directions:
+        for i in range(config.layers):
+            layer = init_cell_params(cell, config.embed_dim if i == 0 else H, H, rng,
+                                     bias=config.bias, forget_bias=config.forget_bias,
+                                     identity_init=config.relu_identity_init)
+            params.update({f"{prefix}{i}_{k}": v for k, v in layer.items()})
+    if not config.tie_weights:
+        scale = 1.0 / np.sqrt(config.top_dim)
+        params["out_W"] = rng.uniform(-scale, scale, (config.top_dim, C))
+    params["out_b"] = np.zeros(C)
+    return {k: v.astype(config.dtype) for k, v in params.items()}
+
+
+def check_lm_params(config: LMConfig, params: dict[str, np.ndarray]) -> None:
+    """Refuse parameters (e.g. from a checkpoint) whose names or shapes do not fit ``config``."""
+    # Shapes of a fresh initialisation: one source of truth for names and shapes.
+    expected = {name: value.shape for name, value in init_lm_params(config).items()}
+    for name, shape in expected.items():
+        got = params.get(name)
+        if got is None or tuple(got.shape) != shape:
+            raise UserError(f"parameter {name} has shape {None if got is None else got.shape}, "
+                            f"expected {shape} for this architecture: the checkpoint is damaged "
+                            "or from another model; retrain it")
+    extra = sorted(set(params) - set(expected))
+    if extra:
+        raise UserError(f"unexpected parameters {', '.join(extra)} for this architecture: the "
+                        "checkpoint is from another model; retrain it")
+
+
+@dataclass(frozen=True)
+class LMGraph:
+    """The symbolic inputs and outputs of one language-model graph."""
+
+    x: Tensor            # (T, B) int32 input words
+    y: Tensor            # (T, B) int32 target words
+    mask: Tensor         # (T, B) 1 for a real token, 0 for padding
+    state: Tensor        # (L, S, B, H) initial state of the forward stack
+    cost: Tensor         # () summed cross-entropy over real tokens, in nats
+    n_tokens: Tensor     # () number of real tokens (sum of mask)
+    log_probs: Tensor    # (T, B, C) log-probabilities of every word at every position
+    final_state: Tensor  # (L, S, B, H) state of the forward stack after the last real token
+    updates: dict        # the dropout generator's update (empty without dropout)
+
+
+def build_lm(config: LMConfig, params: dict[str, Any], dropout_rng: Any | None = None) -> LMGraph:
+    """The graph over the shared ``params``; dropout only when ``dropout_rng`` is given.
+
+    ``dropout_rng`` is a shared generator (``pytensor.tensor.random.shared_rng``); the graph's
+    ``updates`` then advance it, and the function compiled from the graph must apply them.
+    Build the graph twice over the same shared variables for training (with a generator) and
+    evaluation (without): the evaluation graph then contains no random numbers at all.
+    """
+    x, y = pt.imatrix("x"), pt.imatrix("y")
+    mask = pt.matrix("mask", dtype=config.dtype)
+    state = pt.tensor("state", dtype=config.dtype, shape=(None,) * 4)
+    drop = _Dropout(config, dropout_rng)
+
+    S = CELLS[config.cell].states
+    initial = [[state[i, s] for s in range(S)] for i in range(config.layers)]
+    top, finals = _stack(config, params, FORWARD, drop(params["embed"][x]), mask, initial, drop)
+
+    if config.bidirectional:
+        zeros = pt.zeros((x.shape[1], config.hidden_dim), dtype=config.dtype)  # (B, H)
+        back, _ = _stack(config, params, BACKWARD, drop(params["embed"][y[::-1]]), mask[::-1],
+                         [[zeros] * S] * config.layers, drop)
+        back = back[::-1]  # (T, B, H) in forward time: back[t] has read y[t], y[t+1], ...
+        # Predicting y[t] may use back[t+1] only (it has not read y[t]); zero past the end.
+        back_next = pt.concatenate([back[1:], pt.zeros_like(back[:1])], axis=0)
+        top = pt.concatenate([top, back_next], axis=2)  # (T, B, 2H)
+
+    out_W = params["embed"].T if config.tie_weights else params["out_W"]
+    logits = project_inputs(drop(top), out_W, params["out_b"])  # (T, B, C)
+    T, B, C = logits.shape[0], logits.shape[1], logits.shape[2]
+    log_probs = pt.special.log_softmax(logits.reshape((T * B, C)), axis=-1)  # (T*B, C)
+    target_lp = log_probs[pt.arange(T * B), y.flatten()]  # (T*B,)
+    cost = -(target_lp * mask.flatten()).sum()
+    final_state = pt.stack([pt.stack(layer) for layer in finals])  # (L, S, B, H)
+    return LMGraph(x, y, mask, state, cost, mask.sum(), log_probs.reshape((T, B, C)),
+                   final_state, drop.updates())
+
+
+class _Dropout:
+    """Inverted dropout: keep each unit with probability 1 - rate and scale it by 1/(1 - rate).
+
+    The identity without a generator or with rate 0. Each call draws from the generator state
+    the previous call left, so all masks of one step differ; ``updates`` stores the last state.
+    """
+
+    def __init__(self, config: LMConfig, rng: Any | None) -> None:
+        self.rng = rng if config.dropout > 0.0 else None
+        self.next_rng = self.rng
+        self.keep, self.dtype = 1.0 - config.dropout, config.dtype
+
+    def __call__(self, h: Tensor) -> Tensor:
+        if self.rng is None:
+            return h
+        self.next_rng, kept = self.next_rng.binomial(1, self.keep, size=h.shape)
+        return h * pt.cast(kept, self.dtype) * np.asarray(1.0 / self.keep, dtype=self.dtype)
+
+    def updates(self) -> dict[Any, Any]:
+        return {} if self.rng is None else {self.rng: self.next_rng}
+
+
+def _stack(config: LMConfig, params: dict[str, Any], prefix: str, inputs: Tensor, mask: Tensor,
+           initial: list[list[Tensor]], drop: _Dropout) -> tuple[Tensor, list[list[Tensor]]]:
+    """Run the ``config.layers`` cells named ``prefix{i}_*`` over ``inputs`` (T, B, E).
+
+    Returns the top layer's states (T, B, H) and each layer's final states [h] or [h, c].
+    """
+    cell = CELLS[config.cell]
+    h, finals = inputs, []
+    for i in range(config.layers):
+        if i > 0:
+            h = drop(h)
+        xp = project_inputs(h, params[f"{prefix}{i}_Wx"], params.get(f"{prefix}{i}_b"))
+        states = run_cell(cell, xp, mask, initial[i], params[f"{prefix}{i}_Wh"])
+        finals.append([s[-1] for s in states])
+        h = states[0]  # the next layer reads h, never the LSTM's c
+    return h, finals
+
+
+def shared_params(params: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One named shared variable per parameter array."""
+    return {name: pytensor.shared(value, name=name) for name, value in params.items()}
