@@ -130,6 +130,7 @@ def test_bad_data_files(case, tmp_path, precious, capsys):
     (["--learning-rate", "-0.1"], "--learning-rate"),
     (["--learning-rate", "0"], "--learning-rate"),
     (["--mode", "GPU"], "--mode"),
+    (["--mode", "JAX"], "JAX"),
     (["--corpus", "wikipedia"], "wikipedia"),
     (["--epochs", "many"], "--epochs"),
     (["--resume", "missing.npz"], "missing.npz"),

@@ -101,7 +101,8 @@ def train_main(argv: list[str] | None = None) -> int:
 
     state = train(model, train_pairs, valid_pairs, epochs=config.epochs,
                   learning_rate=config.learning_rate, eval_every=config.eval_every,
-                  seed=config.seed, state=resumed.state if resumed else None, save=save)
+                  seed=config.seed, blas_threads=config.blas_threads,
+                  state=resumed.state if resumed else None, save=save)
     last = state["history"][-1]
     print(f"held-out perplexity {last['valid_ppl']:.2f} (unigram {math.exp(unigram):.2f}); "
           f"model saved to {out}")

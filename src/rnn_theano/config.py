@@ -64,6 +64,8 @@ class TrainConfig:
     epochs: int = flag(1, "passes over the training sentences", metavar="N")
     eval_every: int = flag(1, "evaluate losses, adapt the learning rate and save every N epochs",
                            metavar="N")
+    blas_threads: int = flag(1, "threads for BLAS matrix products (0: the library's default)",
+                             metavar="N")
     model_out: str = flag("checkpoints/rnn.npz", "checkpoint to write", metavar="PATH")
     resume: str | None = flag(None, "continue training from this checkpoint", metavar="PATH")
     seed: int = flag(0, "random seed (initialisation, held-out split, order)", metavar="N")
@@ -78,12 +80,18 @@ class TrainConfig:
         if self.vocab_size < 3:
             raise UserError(f"--vocab-size must be at least 3 (UNKNOWN_TOKEN, SENTENCE_START, "
                             f"SENTENCE_END), got {self.vocab_size}")
+        if self.blas_threads < 0:
+            raise UserError(f"--blas-threads must be 0 (library default) or positive, got "
+                            f"{self.blas_threads}")
         if self.max_sentences < 0:
             raise UserError(f"--max-sentences must be 0 (all) or positive, got {self.max_sentences}")
         if not 0.0 < self.valid_fraction < 0.5:
             raise UserError(f"--valid-fraction must be between 0 and 0.5, got {self.valid_fraction}")
         if self.data and self.corpus:
             raise UserError("give either --data or --corpus, not both")
+        if self.mode == "JAX":
+            raise UserError("--mode JAX needs fixed shapes, but the tutorial model runs one "
+                            "sentence of any length per step: use --mode NUMBA, CVM or FAST_COMPILE")
         if self.bptt_truncate == 0:
             raise UserError("--bptt-truncate 0 would learn nothing through W: use K >= 1, or -1 for full BPTT")
 
@@ -125,8 +133,7 @@ C = TypeVar("C")
 
 def parse_config(cls: type[C], argv: list[str] | None, description: str) -> C:
     """Build a parser from ``cls``'s fields, parse ``argv`` and return a validated ``cls``."""
-    parser = _Parser(description=description,
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = _Parser(description=description)
     for f in dataclasses.fields(cls):
         name = "--" + f.name.replace("_", "-")
         meta = f.metadata
@@ -134,7 +141,8 @@ def parse_config(cls: type[C], argv: list[str] | None, description: str) -> C:
             parser.add_argument(name, action="store_true", help=meta["help"])
             continue
         kind = type(f.default) if f.default is not None else meta["type"]
-        parser.add_argument(name, type=kind, default=f.default, help=meta["help"],
+        shown = "" if f.default is None else f" (default: {f.default})"
+        parser.add_argument(name, type=kind, default=f.default, help=meta["help"] + shown,
                             choices=meta["choices"], metavar=meta["metavar"])
     config = cls(**vars(parser.parse_args(argv)))
     config.validate()  # type: ignore[attr-defined]

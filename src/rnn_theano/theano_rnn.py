@@ -62,6 +62,7 @@ class RNNTheano:
         x, y = pt.ivector("x"), pt.ivector("y")  # (T,) word ids: inputs and next-word targets
         k = self.bptt_truncate
 
+        lr = pt.scalar("learning_rate", dtype=self.dtype)
         if self.truncation == "scan" and k >= 0:
             # The original tutorial's graph, step for step (softmax inside the loop).
             def _step(x_t, s_prev, U, V, W):
@@ -73,19 +74,26 @@ class RNNTheano:
                                  non_sequences=[U, V, W], truncate_gradient=k,
                                  return_updates=False)
             log_o = pt.log(o)
+            cost = -log_o[pt.arange(y.shape[0]), y].sum()
+            grads = pytensor.grad(cost, [U, V, W])
+            updates = [(p, p - lr * g) for p, g in zip((U, V, W), grads)]
         else:
-            s = self._recurrence(U.T[x], f)  # (T, H)
+            xU = U.T[x]  # (T, H): the columns U[:, x_t], gathered once for all steps
+            s = self._recurrence(xU, f)  # (T, H)
             if k >= 0:
-                s = self._truncated_states(U.T[x], disconnected_grad(s), f, k)
+                s = self._truncated_states(xU, disconnected_grad(s), f, k)
             log_o = pt.special.log_softmax(s.dot(V.T), axis=-1)  # (T, C)
             o = pt.exp(log_o)
+            cost = -log_o[pt.arange(y.shape[0]), y].sum()  # summed cross-entropy, as the tutorial
+            grads = pytensor.grad(cost, [U, V, W])
+            # dU is zero outside the T columns the sentence used: SGD updates only those
+            # (repeated words accumulate), instead of writing all of U (H, C) every step.
+            d_xU, dV, dW = pytensor.grad(cost, [xU, V, W])
+            updates = [(U, pt.inc_subtensor(U[:, x], -lr * d_xU.T)),
+                       (V, V - lr * dV), (W, W - lr * dW)]
 
-        cost = -log_o[pt.arange(y.shape[0]), y].sum()  # summed cross-entropy, as the tutorial
-        grads = pytensor.grad(cost, [U, V, W])
-        lr = pt.scalar("learning_rate", dtype=self.dtype)
         self._x, self._y, self._lr = x, y, lr
-        self._o, self._cost, self._grads = o, cost, grads
-        self._updates = [(p, p - lr * g) for p, g in zip((U, V, W), grads)]
+        self._o, self._cost, self._grads, self._updates = o, cost, grads, updates
 
     def _recurrence(self, xU: pt.TensorVariable, f) -> pt.TensorVariable:
         """All hidden states (T, H) from the input columns ``xU`` = U[:, x_t] (T, H).
