@@ -114,7 +114,8 @@ def test_ptb_stream_has_the_standard_counts(shared_data) -> None:
     assert len(vocab) == 10_000
     assert len(ids) == 929_589
     assert (ids == vocab.id(EOS)).sum() == 42_068
-    valid = encode_stream(load_sentences(ptb / "ptb.valid.txt", fmt="lines", lowercase=False), vocab)
+    valid_sentences = load_sentences(ptb / "ptb.valid.txt", fmt="lines", lowercase=False)
+    valid = encode_stream(valid_sentences, vocab)
     assert len(valid) == 73_760  # every valid word is a training type: no id falls back to <unk>
     assert (valid == 0).sum() == sum(line.split().count(UNK) for line in
                                      (ptb / "ptb.valid.txt").read_text().splitlines())

@@ -21,10 +21,12 @@ def test_init_shapes_and_biases() -> None:
     for cell in CELLS.values():
         p = init_cell_params(cell, D, H, rng)
         G = cell.gates
-        assert p["Wx"].shape == (D, G * H) and p["Wh"].shape == (H, G * H) and p["b"].shape == (G * H,)
+        assert p["Wx"].shape == (D, G * H) and p["Wh"].shape == (H, G * H)
+        assert p["b"].shape == (G * H,)
         assert np.abs(p["Wh"]).max() <= 1 / np.sqrt(H)
     b = init_cell_params(CELLS["lstm"], D, H, rng, forget_bias=2.5)["b"]
-    np.testing.assert_array_equal(b, np.r_[np.zeros(H), np.full(H, 2.5), np.zeros(2 * H)])  # i f g o
+    # Gate order i, f, g, o: only the second block starts at the forget bias.
+    np.testing.assert_array_equal(b, np.r_[np.zeros(H), np.full(H, 2.5), np.zeros(2 * H)])
     assert "b" not in init_cell_params(CELLS["rnn"], D, H, rng, bias=False)
     relu = init_cell_params(CELLS["relu"], D, H, rng, identity_init=True)
     np.testing.assert_array_equal(relu["Wh"], np.eye(H))

@@ -131,6 +131,7 @@ def test_bad_data_files(case, tmp_path, precious, capsys):
     (["--learning-rate", "0"], "--learning-rate"),
     (["--mode", "GPU"], "--mode"),
     (["--mode", "JAX"], "JAX"),
+    (["--blas-threads", "-1"], "--blas-threads"),
     (["--corpus", "wikipedia"], "wikipedia"),
     (["--epochs", "many"], "--epochs"),
     (["--resume", "missing.npz"], "missing.npz"),

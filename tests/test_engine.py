@@ -12,6 +12,7 @@ import pytest
 from lm_reference import reference_cost
 from rnn_theano.batching import SentenceBatches, StreamBatches
 from rnn_theano.engine import LMEngine, evaluate_sentences, evaluate_stream, run_batches
+from rnn_theano.errors import UserError
 from rnn_theano.lm import LMConfig
 
 C = 12
@@ -87,11 +88,20 @@ def test_training_lowers_the_loss(engine: LMEngine, valid: StreamBatches) -> Non
     train = StreamBatches(_pattern_stream(4000, seed=1), batch_size=4, bptt_len=7)
     before = evaluate_stream(engine, valid)
     assert before.perplexity == pytest.approx(C, rel=0.5)  # about uniform at the start
+    norms = []
     for k in range(2):
         score = run_batches(engine.train_step, train.epoch(k), carry_state=True,
-                            initial_state=engine.initial_state(4))
+                            initial_state=engine.initial_state(4),
+                            callback=lambda r: norms.append(r.grad_norm))
         assert np.isfinite(score.total_cost) and score.n_tokens == train.n_tokens
+    assert len(norms) == 2 * len(train) and np.isfinite(norms).all()
     after = evaluate_stream(engine, valid)
     assert after.perplexity < 0.5 * before.perplexity
     sentences = SentenceBatches([_pattern_stream(n, seed=n) for n in (5, 9, 12)], batch_size=2)
     assert evaluate_sentences(engine, sentences).n_tokens == sentences.n_tokens
+
+
+def test_stream_mode_refuses_a_bidirectional_model(valid: StreamBatches) -> None:
+    config = LMConfig(cell="rnn", vocab_size=C, embed_dim=4, hidden_dim=4, bidirectional=True)
+    with pytest.raises(UserError, match="stream mode"):
+        evaluate_stream(LMEngine(config), valid)  # refused before anything is compiled

@@ -20,7 +20,7 @@ settings.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
@@ -29,9 +29,11 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytensor.tensor.random as ptr
+from pytensor.compile.mode import Mode
 
 from .batching import Batch, SentenceBatches, StreamBatches
 from .lm import LMConfig, build_lm, check_lm_params, init_lm_params, shared_params
+from .errors import UserError
 from .optimizers import optimizer_updates
 
 
@@ -69,17 +71,19 @@ class LMEngine:
     """
 
     def __init__(self, config: LMConfig, params: dict[str, np.ndarray] | None = None, *,
-                 mode: str = "NUMBA", optimizer: str = "sgd", learning_rate: float = 1.0,
+                 mode: str | Mode = "NUMBA", optimizer: str = "sgd", learning_rate: float = 1.0,
                  clip_norm: float | None = None, weight_decay: float = 0.0,
                  optimizer_options: dict[str, float] | None = None) -> None:
         if params is None:
             params = init_lm_params(config)
         check_lm_params(config, params)
         self.config, self.mode = config, mode
-        self.params = shared_params({k: np.asarray(v, dtype=config.dtype) for k, v in params.items()})
+        self.params = shared_params({k: np.asarray(v, dtype=config.dtype)
+                                     for k, v in params.items()})
         self.learning_rate = pytensor.shared(np.asarray(learning_rate, dtype=config.dtype),
                                              name="learning_rate")
-        self._optimizer = (optimizer, clip_norm, weight_decay, optimizer_options or {})
+        self.optimizer, self.clip_norm, self.weight_decay = optimizer, clip_norm, weight_decay
+        self.optimizer_options = optimizer_options or {}
         # The evaluation graph; the training graph is built with the training function.
         self._eval = build_lm(config, self.params)
 
@@ -98,9 +102,9 @@ class LMEngine:
         params = list(self.params.values())
         objective = graph.cost / pt.maximum(graph.n_tokens, 1)  # mean CE per real token
         grads = pytensor.grad(objective, params)
-        name, clip_norm, weight_decay, options = self._optimizer
-        updates, norm = optimizer_updates(name, params, grads, self.learning_rate,
-                                          clip_norm=clip_norm, weight_decay=weight_decay, **options)
+        updates, norm = optimizer_updates(self.optimizer, params, grads, self.learning_rate,
+                                          clip_norm=self.clip_norm, weight_decay=self.weight_decay,
+                                          **self.optimizer_options)
         return self._compile(graph, [graph.cost, graph.n_tokens, graph.final_state, norm],
                              [*updates, *graph.updates.items()])
 
@@ -152,23 +156,41 @@ class LMEngine:
         return sum(p.get_value().size for p in self.params.values())
 
 
-def run_batches(step, batches: Iterable[Batch], *,
-                carry_state: bool, initial_state: np.ndarray) -> Score:
+def run_batches(step: Callable[..., StepResult], batches: Iterable[Batch], *,
+                carry_state: bool, initial_state: np.ndarray,
+                callback: Callable[[StepResult], None] | None = None) -> Score:
     """Feed ``batches`` to ``step`` (``engine.train_step`` or ``eval_step``) and sum the scores.
 
     With ``carry_state`` each batch starts from the previous batch's final state (stream
-    mode); otherwise from ``initial_state`` (sentence mode).
+    mode); otherwise from ``initial_state`` (sentence mode; a smaller last batch takes its
+    first rows). ``callback`` sees every step's result: a progress bar, or a divergence guard
+    that raises on a non-finite cost.
     """
     total, tokens, state = 0.0, 0.0, initial_state
     for x, y, mask in batches:
         start = state if carry_state else initial_state[:, :, :x.shape[1]]
         result = step(x, y, mask, start)
+        if callback is not None:
+            callback(result)
         total, tokens, state = total + result.cost, tokens + result.n_tokens, result.state
     return Score(total, tokens)
 
 
+def check_stream_model(config: LMConfig) -> None:
+    """Refuse stream mode for a bidirectional model.
+
+    Its backward stack would see only the rest of each window, never the stream after it (a
+    state cannot be carried backwards in time), so windows would score differently from the
+    same text in sentences; bidirectional models are trained and scored in sentence mode.
+    """
+    if config.bidirectional:
+        raise UserError("a bidirectional model cannot run in stream mode (--stream): its "
+                        "backward state cannot be carried across windows; train it on sentences")
+
+
 def evaluate_stream(engine: LMEngine, batches: StreamBatches) -> Score:
     """Perplexity of a stream, the state carried through the whole of it."""
+    check_stream_model(engine.config)
     return run_batches(engine.eval_step, batches, carry_state=True,
                        initial_state=engine.initial_state(batches.batch_size))
 

@@ -87,10 +87,10 @@ class LMConfig:
             raise UserError(f"dropout {self.dropout} is not a probability below 1: "
                             "give a value in [0, 1)")
         if self.tie_weights and self.embed_dim != self.top_dim:
+            twice = ", twice the hidden size when bidirectional" if self.bidirectional else ""
             raise UserError(f"tied weights need the embedding size ({self.embed_dim}) to equal "
-                            f"the top hidden size ({self.top_dim}"
-                            f"{', twice the hidden size when bidirectional' if self.bidirectional else ''}): "
-                            f"set the embedding size to {self.top_dim}")
+                            f"the top hidden size ({self.top_dim}{twice}): set the embedding "
+                            f"size to {self.top_dim}")
         if self.relu_identity_init and self.cell != "relu":
             raise UserError(f"identity initialisation is for the relu cell, not {self.cell}")
 

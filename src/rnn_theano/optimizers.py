@@ -31,8 +31,13 @@ def _state_like(p, name: str):
 
 
 def _cast_like(p, value: Tensor) -> Tensor:
-    # Python-float hyperparameters may upcast a float32 expression; updates must keep p's dtype.
+    # Updates must keep p's dtype, whatever the expression was computed in.
     return pt.cast(value, p.dtype)
+
+
+def _scalar(value: float, like) -> np.ndarray:
+    """A hyperparameter in ``like``'s dtype: a Python float would upcast float32 to float64."""
+    return np.asarray(value, dtype=like.dtype)
 
 
 def sgd(params: Sequence, grads: Sequence[Tensor], lr: Tensor) -> Updates:
@@ -47,25 +52,27 @@ def rmsprop(params: Sequence, grads: Sequence[Tensor], lr: Tensor, decay: float 
     updates: Updates = []
     for p, g in zip(params, grads):
         m = _state_like(p, "ms")
-        m_new = decay * m + (1 - decay) * g**2
-        updates += [(m, _cast_like(m, m_new)), (p, _cast_like(p, p - lr * g / pt.sqrt(m_new + eps)))]
+        m_new = _scalar(decay, p) * m + _scalar(1 - decay, p) * g**2
+        step = lr * g / pt.sqrt(m_new + _scalar(eps, p))
+        updates += [(m, _cast_like(m, m_new)), (p, _cast_like(p, p - step))]
     return updates
 
 
 def adam(params: Sequence, grads: Sequence[Tensor], lr: Tensor, beta1: float = 0.9,
          beta2: float = 0.999, eps: float = 1e-8) -> Updates:
     """Adam (Kingma & Ba 2015) with bias-corrected moments; use lr around 1e-3."""
-    step = pytensor.shared(np.asarray(0.0, dtype=params[0].dtype), name="adam_step")
-    t = step + 1
+    steps_done = pytensor.shared(np.asarray(0.0, dtype=params[0].dtype), name="adam_steps")
+    t = steps_done + 1
     # Bias correction folded into the step size (the paper's "more efficient" ordering).
-    lr_t = lr * pt.sqrt(1 - beta2**t) / (1 - beta1**t)
-    updates: Updates = [(step, _cast_like(step, t))]
+    lr_t = _cast_like(steps_done, lr * pt.sqrt(1 - beta2**t) / (1 - beta1**t))
+    updates: Updates = [(steps_done, _cast_like(steps_done, t))]
     for p, g in zip(params, grads):
         m, v = _state_like(p, "m"), _state_like(p, "v")
-        m_new = beta1 * m + (1 - beta1) * g
-        v_new = beta2 * v + (1 - beta2) * g**2
+        m_new = _scalar(beta1, p) * m + _scalar(1 - beta1, p) * g
+        v_new = _scalar(beta2, p) * v + _scalar(1 - beta2, p) * g**2
+        step = lr_t * m_new / (pt.sqrt(v_new) + _scalar(eps, p))
         updates += [(m, _cast_like(m, m_new)), (v, _cast_like(v, v_new)),
-                    (p, _cast_like(p, p - lr_t * m_new / (pt.sqrt(v_new) + eps)))]
+                    (p, _cast_like(p, p - step))]
     return updates
 
 
@@ -85,7 +92,7 @@ def clip_by_global_norm(grads: Sequence[Tensor], max_norm: float) -> tuple[list[
     """
     norm = global_norm(grads)
     scale = pt.minimum(1.0, max_norm / pt.maximum(norm, 1e-12))  # no 0/0 for a zero gradient
-    return [_cast_like(g, g * scale) for g in grads], norm
+    return [g * _cast_like(g, scale) for g in grads], norm
 
 
 def optimizer_updates(name: str, params: Sequence, grads: Sequence[Tensor], lr: Tensor, *,
@@ -100,7 +107,7 @@ def optimizer_updates(name: str, params: Sequence, grads: Sequence[Tensor], lr: 
     if name not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
     params = list(params)
-    grads = [g + weight_decay * p if weight_decay and p.ndim >= 2 else g
+    grads = [g + _scalar(weight_decay, p) * p if weight_decay and p.ndim >= 2 else g
              for p, g in zip(params, grads)]
     if clip_norm is not None and clip_norm > 0:
         grads, norm = clip_by_global_norm(grads, clip_norm)
