@@ -77,10 +77,13 @@ def test_numpy_implementation_trains_too(reddit, tmp_path):
     assert load_checkpoint(out).config["impl"] == "numpy"
 
 
-def check_user_error(main, argv, capsys, *needles):
-    """Exit 2 and exactly one line on stderr that names the problem."""
+def check_user_error(main, argv, capsys, *needles, after_progress=False):
+    """Exit 2 and exactly one line on stderr that names the problem (after the progress bar's
+    lines, for a failure during training)."""
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
+    if after_progress:
+        err = [line for line in err if not line.startswith("epoch ")]
     assert len(err) == 1 and err[0].startswith("error: "), err
     for needle in needles:
         assert needle in err[0]

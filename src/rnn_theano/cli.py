@@ -10,19 +10,26 @@ import functools
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import corpus, datasets, pydocs
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import GenerateConfig, TrainConfig, parse_config
+from .config import (BLANK, EvaluateConfig, FillBlankConfig, GenerateConfig, TrainConfig,
+                     parse_config)
 from .errors import UserError
-from .models import ARCHITECTURE, build_model, count_params, model_from_checkpoint
-from .sampling import detokenize, generate_sentence
+from .batching import SentenceBatches, StreamBatches
+from .engine import LMEngine
+from .lm_training import evaluate, train_engine
+from .models import (ARCHITECTURE, Model, build_engine, build_model, count_params, is_engine,
+                     lm_config, model_from_checkpoint, next_word_probs)
+from .sampling import detokenize, generate_sentence, sentence_markers
+from .stream import build_stream_vocabulary, encode_stream
 from .tokenize import tokenize_words
-from .training import train, unigram_loss
+from .training import mean_loss, train, unigram_loss
 from .vocab import Vocabulary
 
 
@@ -38,21 +45,39 @@ def user_errors(main: Callable[[list[str] | None], int]) -> Callable[[list[str] 
     return wrapper
 
 
-def load_corpus(config: TrainConfig) -> tuple[list[list[str]], list[list[str]] | None, str]:
-    """Training sentences, held-out sentences if the corpus has its own split, and a name."""
-    lowercase, limit = not config.keep_case, config.max_sentences or None
+@dataclass
+class Splits:
+    """Tokenized sentences of each split; ``test`` is None when there is nothing to test on."""
+
+    train: list[list[str]]
+    valid: list[list[str]]
+    test: list[list[str]] | None
+    source: str
+
+
+def load_splits(config: TrainConfig) -> Splits:
+    """The training text and its held-out and test sentences, as the flags say."""
+    # The LM benchmark's stream convention takes the text as it is (PTB writes numbers as N).
+    lowercase, limit = not (config.keep_case or config.stream), config.max_sentences or None
     data_dir = Path(config.data_dir) if config.data_dir else datasets.default_data_dir()
+    files: dict[str, Path] = {}
+    fmt = config.format
     if config.data:
-        sentences = corpus.load_sentences(config.data, config.format, lowercase, limit)
-        return sentences, None, config.data
-    if config.corpus:
+        train, source = corpus.load_sentences(config.data, fmt, lowercase, limit), config.data
+    elif config.corpus:
         files = datasets.corpus_files(config.corpus, data_dir)
-        fmt = datasets.corpus_format(config.corpus)
-        train_sents = corpus.load_sentences(files["train"], fmt, lowercase, limit)
-        valid = corpus.load_sentences(files["valid"], fmt, lowercase) if "valid" in files else None
-        return train_sents, valid, config.corpus
-    sentences = pydocs.builtin_sentences(lowercase, limit, cache_dir=data_dir)
-    return sentences, None, "the built-in corpus (this Python's documentation)"
+        fmt, source = datasets.corpus_format(config.corpus), config.corpus
+        train = corpus.load_sentences(files["train"], fmt, lowercase, limit)
+    else:
+        train = pydocs.builtin_sentences(lowercase, limit, cache_dir=data_dir)
+        source = "the built-in corpus (this Python's documentation)"
+    valid_file = config.valid or files.get("valid")
+    test_file = config.test or files.get("test")
+    valid = corpus.load_sentences(valid_file, fmt, lowercase) if valid_file else None
+    test = corpus.load_sentences(test_file, fmt, lowercase) if test_file else None
+    if valid is None:
+        train, valid = split_held_out(train, config.valid_fraction, config.seed)
+    return Splits(train, valid, test, source)
 
 
 def split_held_out(sentences: list[list[str]], fraction: float, seed: int
@@ -67,46 +92,136 @@ def split_held_out(sentences: list[list[str]], fraction: float, seed: int
             [sentences[i] for i in sorted(order[:n_valid])])
 
 
+# What a resumed run keeps from its checkpoint whatever the flags say: the network and the
+# way its data was cut.
+KEPT_ON_RESUME = {*ARCHITECTURE, "vocab_size", "cell", "layers", "bidirectional", "embed_dim",
+                  "tie_weights", "dropout", "stream", "keep_case", "float32"}
+
+
+def resume_config(config: TrainConfig, saved: dict) -> TrainConfig:
+    """The saved settings, overridden by every flag given a non-default value now."""
+    defaults = TrainConfig()
+    merged = {f.name: saved.get(f.name, getattr(config, f.name)) for f in fields(TrainConfig)}
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.name not in KEPT_ON_RESUME and value != getattr(defaults, f.name):
+            merged[f.name] = value
+    resumed = TrainConfig(**merged)
+    resumed.validate()
+    return resumed
+
+
 @user_errors
 def train_main(argv: list[str] | None = None) -> int:
-    config = parse_config(TrainConfig, argv, "Train the tutorial's RNN language model.")
-    settings = asdict(config)
+    config = parse_config(TrainConfig, argv, "Train a recurrent language model: the tutorial's "
+                          "RNN by default, the minibatched engine with any engine flag.")
     resumed = load_checkpoint(config.resume) if config.resume else None
-    if resumed:  # the network is what was saved; only training settings come from the flags
-        settings.update({k: resumed.config[k] for k in ARCHITECTURE if k in resumed.config})
+    if resumed:
+        config = resume_config(config, resumed.config)
+    splits = load_splits(config)
+    train = _train_engine if config.uses_engine else _train_tutorial
+    state = train(config, splits, resumed)
+    return 130 if state.get("interrupted") else 0
 
-    train_sents, valid_sents, source = load_corpus(config)
-    if valid_sents is None:
-        train_sents, valid_sents = split_held_out(train_sents, config.valid_fraction, config.seed)
-    vocab = resumed.vocab if resumed else Vocabulary.build(train_sents, config.vocab_size)
-    train_pairs, valid_pairs = vocab.training_pairs(train_sents), vocab.training_pairs(valid_sents)
-    model = (model_from_checkpoint(resumed, **settings) if resumed
-             else build_model(settings, len(vocab)))
 
-    n_train_words = sum(len(y) for _, y in train_pairs)
-    unigram = unigram_loss(train_pairs, valid_pairs, len(vocab))
-    print(f"corpus: {source}\n"
-          f"  {len(train_pairs):,} training sentences ({n_train_words:,} predicted words), "
-          f"{len(valid_pairs):,} held out\n"
-          f"model: {type(model).__name__}, vocabulary {len(vocab):,}, hidden {model.hidden_dim}, "
-          f"{count_params(model):,} parameters, {config.activation}, bptt-truncate "
-          f"{settings['bptt_truncate']} ({settings['truncation']})\n"
-          f"loss = cross-entropy per predicted word in nats (ln C = {math.log(len(vocab)):.3f}); "
+def _report(config: TrainConfig, splits: Splits, model: Model, vocab: Vocabulary,
+            n_train: int, unigram: float) -> None:
+    print(f"corpus: {splits.source}\n"
+          f"  {len(splits.train):,} training sentences ({n_train:,} predicted tokens), "
+          f"{len(splits.valid):,} held out" + (f", {len(splits.test):,} test" if splits.test else "")
+          + f"\nmodel: {describe(model, config)}, vocabulary {len(vocab):,}, "
+          f"{count_params(model):,} parameters\n"
+          f"loss = cross-entropy per predicted token in nats (ln C = {math.log(len(vocab)):.3f}); "
           f"held-out perplexity of a unigram model: {math.exp(unigram):.2f}")
 
+
+def describe(model: Model, config: TrainConfig) -> str:
+    if isinstance(model, LMEngine):
+        arch = model.config
+        return (f"{arch.layers}-layer {'bidirectional ' if arch.bidirectional else ''}"
+                f"{arch.cell.upper()} {arch.hidden_dim} (engine, {config.optimizer}, "
+                f"{'stream' if config.stream else 'sentences'}, batch {config.batch_size})")
+    return (f"{type(model).__name__} hidden {model.hidden_dim}, {config.activation}, "
+            f"bptt-truncate {config.bptt_truncate} ({config.truncation})")
+
+
+def _train_tutorial(config: TrainConfig, splits: Splits, resumed: Checkpoint | None) -> dict:
+    settings = {**asdict(config), "family": "tutorial", "learning_rate": config.lr}
+    vocab = resumed.vocab if resumed else Vocabulary.build(splits.train, config.vocab_size)
+    train_pairs, valid_pairs = vocab.training_pairs(splits.train), vocab.training_pairs(splits.valid)
+    model = (model_from_checkpoint(resumed, **settings) if resumed
+             else build_model(settings, len(vocab)))
+    unigram = unigram_loss(train_pairs, valid_pairs, len(vocab))
+    _report(config, splits, model, vocab, sum(len(y) for _, y in train_pairs), unigram)
     out = Path(config.model_out)
 
     def save(state: dict) -> None:
         save_checkpoint(out, Checkpoint(model.params(), vocab, settings, state))
 
     state = train(model, train_pairs, valid_pairs, epochs=config.epochs,
-                  learning_rate=config.learning_rate, eval_every=config.eval_every,
+                  learning_rate=config.lr, eval_every=config.eval_every,
                   seed=config.seed, blas_threads=config.blas_threads,
                   state=resumed.state if resumed else None, save=save)
     last = state["history"][-1]
     print(f"held-out perplexity {last['valid_ppl']:.2f} (unigram {math.exp(unigram):.2f}); "
           f"model saved to {out}")
-    return 130 if state.get("interrupted") else 0
+    if splits.test:
+        test_loss = mean_loss(model, vocab.training_pairs(splits.test))
+        print(f"test perplexity {math.exp(test_loss):.2f} ({test_loss:.4f} nats per token)")
+    return state
+
+
+def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | None) -> dict:
+    if resumed:
+        vocab = resumed.vocab
+    elif config.stream:
+        vocab = build_stream_vocabulary(splits.train, config.vocab_size)
+    else:
+        vocab = Vocabulary.build(splits.train, config.vocab_size)
+    engine = (model_from_checkpoint(resumed, **asdict(config)) if resumed
+              else build_engine(asdict(config), lm_config(asdict(config), len(vocab))))
+    batches = {name: make_batches(sents, vocab, stream=config.stream, seed=config.seed,
+                                  batch_size=config.batch_size, bptt_len=config.bptt_len)
+               for name, sents in (("train", splits.train), ("valid", splits.valid),
+                                   ("test", splits.test)) if sents}
+    unigram = unigram_loss_of_batches(batches["train"], batches["valid"], len(vocab))
+    _report(config, splits, engine, vocab, batches["train"].n_tokens, unigram)
+    settings = {**asdict(config), "family": "engine", "learning_rate": config.lr,
+                "lm": engine.config.to_dict()}
+    out = Path(config.model_out)
+
+    def save(state: dict) -> None:
+        save_checkpoint(out, Checkpoint(engine.get_params(), vocab, settings, state))
+
+    if config.blas_threads > 0:
+        threadpool_limits(limits=config.blas_threads, user_api="blas")
+    state = train_engine(engine, batches["train"], batches["valid"], stream=config.stream,
+                         epochs=config.epochs, lr_decay=config.lr_decay,
+                         decay_after=config.decay_after, patience=config.patience,
+                         state=resumed.state if resumed else None, save=save)
+    print(f"best held-out perplexity {math.exp(state['best_valid_loss']):.2f} "
+          f"(unigram {math.exp(unigram):.2f}); model saved to {out}")
+    if "test" in batches:
+        score = evaluate(engine, batches["test"], config.stream)
+        print(f"test perplexity {score.perplexity:.2f} over {score.n_tokens:,.0f} tokens")
+        save(state | {"test_loss": score.loss, "test_ppl": score.perplexity})
+    return state
+
+
+def make_batches(sentences: list[list[str]], vocab: Vocabulary, *, stream: bool,
+                 batch_size: int, bptt_len: int, seed: int = 0) -> SentenceBatches | StreamBatches:
+    """Sentences, or one stream in windows of ``bptt_len``."""
+    if stream:
+        return StreamBatches(encode_stream(sentences, vocab), batch_size, bptt_len)
+    return SentenceBatches.from_sentences(sentences, vocab, batch_size, seed=seed)
+
+
+def unigram_loss_of_batches(train: SentenceBatches | StreamBatches,
+                            valid: SentenceBatches | StreamBatches, vocab_size: int) -> float:
+    """The unigram baseline over exactly the tokens the model is scored on."""
+    def pairs(batches):
+        return [(b.x[b.mask > 0], b.y[b.mask > 0]) for b in batches]
+    return unigram_loss(pairs(train), pairs(valid), vocab_size)
 
 
 @user_errors
@@ -123,12 +238,9 @@ def generate_main(argv: list[str] | None = None) -> int:
         print(f"note: not in the model's vocabulary, read as UNKNOWN_TOKEN: {' '.join(unknown)}",
               file=sys.stderr)
     rng = np.random.default_rng(config.seed)
-
-    def next_word_probs(ids: np.ndarray) -> np.ndarray:
-        return model.forward_propagation(ids)[0][-1]
-
+    probs = next_word_probs(model)
     for _ in range(config.num_sentences):
-        words = generate_sentence(next_word_probs, ckpt.vocab, rng, prime=prime,
+        words = generate_sentence(probs, ckpt.vocab, rng, prime=prime,
                                   temperature=config.temperature, min_length=config.min_length,
                                   max_length=config.max_length)
         if words is None:
@@ -136,4 +248,52 @@ def generate_main(argv: list[str] | None = None) -> int:
                             f"{config.max_length} words in 1000 tries: train it longer or "
                             "relax --min-length/--max-length")
         print(detokenize(words))
+    return 0
+
+
+@user_errors
+def evaluate_main(argv: list[str] | None = None) -> int:
+    config = parse_config(EvaluateConfig, argv, "Score a trained model on a text: perplexity.")
+    ckpt = load_checkpoint(config.model)
+    model, vocab, saved = model_from_checkpoint(ckpt, impl="numpy"), ckpt.vocab, ckpt.config
+    lowercase = not (saved.get("keep_case") or saved.get("stream"))
+    sentences = corpus.load_sentences(config.data, config.format, lowercase)
+    if is_engine(ckpt):
+        batches = make_batches(sentences, vocab, stream=saved["stream"],
+                               batch_size=config.batch_size, bptt_len=saved["bptt_len"])
+        score = evaluate(model, batches, saved["stream"])
+        loss, n_tokens = score.loss, score.n_tokens
+    else:
+        pairs = vocab.training_pairs(sentences)
+        loss, n_tokens = mean_loss(model, pairs), sum(len(y) for _, y in pairs)
+    unknown = sum(w not in vocab for s in sentences for w in s) / max(1, sum(map(len, sentences)))
+    print(f"{config.data}: perplexity {math.exp(loss):.2f} over {n_tokens:,.0f} predicted tokens "
+          f"(cross-entropy {loss:.4f} nats per token); {unknown:.1%} of its words are outside "
+          "the model's vocabulary and scored as its unknown token")
+    return 0
+
+
+@user_errors
+def fill_blank_main(argv: list[str] | None = None) -> int:
+    config = parse_config(FillBlankConfig, argv, "Predict the missing word of a sentence.")
+    ckpt = load_checkpoint(config.model)
+    model, vocab = model_from_checkpoint(ckpt, impl="numpy"), ckpt.vocab
+    words = tokenize_words(config.text, lowercase=not ckpt.config.get("keep_case", False))
+    if BLANK not in words:
+        raise UserError(f"write the blank {BLANK} as a word of its own, with spaces around it")
+    start, end = sentence_markers(vocab)
+    ids = np.asarray([start, *map(vocab.id, words), end], dtype=np.int32)
+    blank = words.index(BLANK) + 1  # position of the missing word in ids
+    if isinstance(model, LMEngine):
+        x, y = ids[:-1, None], ids[1:, None]  # (T, 1); y[blank-1] is the blank, never read
+        log_p, _ = model.log_probs(x, y, np.ones(x.shape, np.float32), model.initial_state(1))
+        probs = np.exp(log_p[blank - 1, 0].astype(np.float64))
+    else:
+        probs = next_word_probs(model)(ids[:blank])
+    if not (isinstance(model, LMEngine) and model.config.bidirectional):
+        print("note: a left-to-right model sees only the words before the blank",
+              file=sys.stderr)
+    probs[[vocab.unknown_id, start, end]] = 0.0  # candidates are words
+    for i in np.argsort(-probs, kind="stable")[:config.top_k]:
+        print(f"{vocab.words[i]:>20s}  {probs[i]:.4f}")
     return 0

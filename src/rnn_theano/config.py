@@ -14,6 +14,11 @@ from typing import Any, TypeVar
 from .errors import UserError
 
 MODES = ("NUMBA", "CVM", "JAX", "FAST_COMPILE")
+CELL_NAMES = ("rnn", "relu", "gru", "lstm")
+OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam")
+# --learning-rate when not given: the tutorial's SGD, or per optimizer for the engine (SGD on
+# the mean per-token loss, as PyTorch's word_language_model; RMSprop as the tutorial's part 4).
+DEFAULT_LEARNING_RATES = {"tutorial": 0.005, "sgd": 1.0, "rmsprop": 0.001, "adam": 0.001}
 TRUNCATIONS = ("tutorial", "scan")
 ACTIVATIONS = ("tanh", "relu")
 IMPLEMENTATIONS = ("theano", "numpy")
@@ -21,13 +26,22 @@ FORMATS = ("auto", "csv", "text", "lines")
 
 
 def flag(default: Any, help: str, choices: tuple | None = None, metavar: str | None = None,
-         type: type = str) -> Any:
+         type: type = str, group: str = "common") -> Any:
     """A dataclass field that also describes its command-line flag.
 
     ``type`` is only needed when the default is ``None``; otherwise the default's type is used.
+    ``group`` is ``tutorial`` or ``engine`` for a setting only that model family reads.
     """
     return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar,
-                                            "type": type})
+                                            "type": type, "group": group})
+
+
+def tutorial_flag(default: Any, help: str, *args: Any, **kwargs: Any) -> Any:
+    return flag(default, help, *args, group="tutorial", **kwargs)
+
+
+def engine_flag(default: Any, help: str, *args: Any, **kwargs: Any) -> Any:
+    return flag(default, help, *args, group="engine", **kwargs)
 
 
 @dataclass(frozen=True)
@@ -46,34 +60,80 @@ class TrainConfig:
     max_sentences: int = flag(0, "use only the first N sentences (0: all)", metavar="N")
     valid_fraction: float = flag(0.05, "fraction of sentences held out to score perplexity",
                                  metavar="F")
-    # model
-    impl: str = flag("theano", "theano: the PyTensor scan graph; numpy: the hand-written reference",
-                     IMPLEMENTATIONS)
+    valid: str | None = flag(None, "held-out file to score each epoch (instead of a random "
+                             "--valid-fraction of the data)", metavar="PATH")
+    test: str | None = flag(None, "file to score once training ends", metavar="PATH")
+    # the tutorial's model
+    impl: str = tutorial_flag("theano", "theano: the PyTensor scan graph; numpy: the "
+                              "hand-written reference", IMPLEMENTATIONS)
     vocab_size: int = flag(8000, "the N-1 most frequent words plus UNKNOWN_TOKEN", metavar="N")
     hidden_dim: int = flag(100, "size of the hidden state s_t", metavar="H")
-    activation: str = flag("tanh", "f in s_t = f(U x_t + W s_{t-1})", ACTIVATIONS)
-    bptt_truncate: int = flag(4, "steps each error flows back through time (-1: full BPTT)",
-                              metavar="K")
-    truncation: str = flag("tutorial", "tutorial: every output's error flows back K steps; "
-                           "scan: Theano's truncate_gradient, only the last K steps", TRUNCATIONS)
+    activation: str = tutorial_flag("tanh", "f in s_t = f(U x_t + W s_{t-1})", ACTIVATIONS)
+    bptt_truncate: int = tutorial_flag(4, "steps each error flows back through time (-1: full "
+                                       "BPTT)", metavar="K")
+    truncation: str = tutorial_flag("tutorial", "tutorial: every output's error flows back K "
+                                    "steps; scan: Theano's truncate_gradient, only the last K "
+                                    "steps", TRUNCATIONS)
+    eval_every: int = tutorial_flag(1, "evaluate losses, adapt the learning rate and save every "
+                                    "N epochs", metavar="N")
     mode: str = flag("NUMBA", "PyTensor backend", MODES)
-    float32: bool = flag(False, "compute in float32 instead of float64")
+    float32: bool = flag(False, "compute in float32 (the engine always does)")
+    # the engine: any of these flags trains the minibatched engine instead of the tutorial model
+    cell: str = engine_flag("rnn", "recurrent cell (rnn with no other engine flag: the "
+                            "tutorial's model)", CELL_NAMES)
+    layers: int = engine_flag(1, "stacked recurrent layers (a deep RNN)", metavar="N")
+    bidirectional: bool = engine_flag(False, "add a stack that reads right to left (predicts "
+                                      "each word from both sides; use fill_blank.py)")
+    embed_dim: int = engine_flag(0, "word embedding size (0: the hidden size)", metavar="E")
+    tie_weights: bool = engine_flag(False, "share the embedding with the output layer")
+    dropout: float = engine_flag(0.0, "dropout on non-recurrent connections", metavar="P")
+    batch_size: int = engine_flag(1, "sentences (or stream columns) per step", metavar="B")
+    stream: bool = engine_flag(False, "the corpus as one token stream with <eos> per line, "
+                               "state carried across windows (the LM benchmark)")
+    bptt_len: int = engine_flag(20, "window length in stream mode", metavar="T")
+    optimizer: str = engine_flag("sgd", "update rule", OPTIMIZER_NAMES)
+    lr_decay: float = engine_flag(1.0, "multiply the learning rate by F each epoch after "
+                                  "--decay-after (1: instead halve it when held-out loss rises)",
+                                  metavar="F")
+    decay_after: int = engine_flag(0, "epochs before --lr-decay starts", metavar="K")
+    clip_norm: float = engine_flag(0.0, "clip the gradient to this global norm (0: off)",
+                                   metavar="C")
+    weight_decay: float = engine_flag(0.0, "L2 penalty on weight matrices", metavar="L")
+    patience: int = engine_flag(0, "stop after N epochs without a better held-out loss (0: off)",
+                                metavar="N")
     # training
-    learning_rate: float = flag(0.005, "SGD step size (halved whenever the training loss rises)",
-                                metavar="LR")
-    epochs: int = flag(1, "passes over the training sentences", metavar="N")
-    eval_every: int = flag(1, "evaluate losses, adapt the learning rate and save every N epochs",
-                           metavar="N")
+    learning_rate: float | None = flag(None, "step size (default: 0.005 for the tutorial model; "
+                                       "engine: 1.0 sgd, 0.001 rmsprop and adam)", metavar="LR",
+                                       type=float)
+    epochs: int = flag(1, "passes over the training data", metavar="N")
     blas_threads: int = flag(1, "threads for BLAS matrix products (0: the library's default)",
                              metavar="N")
     model_out: str = flag("checkpoints/rnn.npz", "checkpoint to write", metavar="PATH")
     resume: str | None = flag(None, "continue training from this checkpoint", metavar="PATH")
     seed: int = flag(0, "random seed (initialisation, held-out split, order)", metavar="N")
 
+    def changed(self, group: str) -> list[str]:
+        """The flags of ``group`` set to something other than their default."""
+        return ["--" + f.name.replace("_", "-") for f in dataclasses.fields(self)
+                if f.metadata["group"] == group and getattr(self, f.name) != f.default]
+
+    @property
+    def uses_engine(self) -> bool:
+        """True when any engine flag is given: the tutorial's model is the default."""
+        return bool(self.changed("engine"))
+
+    @property
+    def lr(self) -> float:
+        """The learning rate given, or the default for this model and optimizer."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return DEFAULT_LEARNING_RATES[self.optimizer if self.uses_engine else "tutorial"]
+
     def validate(self) -> None:
         """Reject impossible values with a message that names the fix."""
-        positive = {"hidden-dim": self.hidden_dim, "epochs": self.epochs,
-                    "learning-rate": self.learning_rate, "eval-every": self.eval_every}
+        positive = {"hidden-dim": self.hidden_dim, "epochs": self.epochs, "learning-rate": self.lr,
+                    "eval-every": self.eval_every, "layers": self.layers,
+                    "batch-size": self.batch_size, "bptt-len": self.bptt_len}
         for name, value in positive.items():
             if not value > 0:
                 raise UserError(f"--{name} must be positive, got {value}")
@@ -89,7 +149,21 @@ class TrainConfig:
             raise UserError(f"--valid-fraction must be between 0 and 0.5, got {self.valid_fraction}")
         if self.data and self.corpus:
             raise UserError("give either --data or --corpus, not both")
-        if self.mode == "JAX":
+        if self.embed_dim < 0 or self.clip_norm < 0 or self.weight_decay < 0 or self.patience < 0:
+            raise UserError("--embed-dim, --clip-norm, --weight-decay and --patience cannot be "
+                            "negative (0 turns each off)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise UserError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        if self.uses_engine and self.changed("tutorial"):
+            raise UserError(f"{', '.join(self.changed('tutorial'))} only apply to the tutorial's "
+                            f"model, not to the engine that {', '.join(self.changed('engine'))} "
+                            "selects: drop one or the other")
+        if self.stream and self.bidirectional:
+            raise UserError("--stream cannot train a --bidirectional model: its backward state "
+                            "cannot be carried across windows; train it on sentences")
+        if self.mode == "JAX" and not self.uses_engine:
             raise UserError("--mode JAX needs fixed shapes, but the tutorial model runs one "
                             "sentence of any length per step: use --mode NUMBA, CVM or FAST_COMPILE")
         if self.bptt_truncate == 0:
@@ -121,6 +195,43 @@ class GenerateConfig:
                             f"and {self.max_length}")
 
 
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Everything ``scripts/evaluate.py`` can be told."""
+
+    model: str = flag("checkpoints/rnn.npz", "checkpoint to score", metavar="PATH")
+    data: str = flag("", "text to score, read like train_lm.py --data", metavar="PATH")
+    format: str = flag("auto", "how to read --data", FORMATS)
+    batch_size: int = flag(1, "sequences scored at once (stream models: columns; 1 is the "
+                           "standard benchmark setting)", metavar="B")
+
+    def validate(self) -> None:
+        if not self.data:
+            raise UserError("--data PATH is required: the text to score")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class FillBlankConfig:
+    """Everything ``scripts/fill_blank.py`` can be told."""
+
+    text: str = flag("", "a sentence with one ___ where the missing word goes", metavar="TEXT")
+    model: str = flag("checkpoints/birnn.npz", "checkpoint (a bidirectional model sees both "
+                      "sides of the blank)", metavar="PATH")
+    top_k: int = flag(10, "how many candidate words to print", metavar="K")
+
+    def validate(self) -> None:
+        if self.text.count(BLANK) != 1:
+            raise UserError(f"the text must contain exactly one {BLANK} marking the missing "
+                            f"word, e.g. \"the cat sat on the {BLANK} .\"")
+        if self.top_k < 1:
+            raise UserError(f"--top-k must be at least 1, got {self.top_k}")
+
+
+BLANK = "___"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is a one-line ``UserError`` instead of usage text and exit 2."""
 
@@ -137,6 +248,9 @@ def parse_config(cls: type[C], argv: list[str] | None, description: str) -> C:
     for f in dataclasses.fields(cls):
         name = "--" + f.name.replace("_", "-")
         meta = f.metadata
+        if f.name == "text":  # the one positional argument
+            parser.add_argument("text", help=meta["help"])
+            continue
         if f.type in (bool, "bool"):
             parser.add_argument(name, action="store_true", help=meta["help"])
             continue

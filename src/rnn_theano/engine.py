@@ -58,7 +58,7 @@ class Score:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.loss)
+        return math.exp(self.loss) if self.loss < 700 else math.inf  # exp overflows past ~709
 
 
 class LMEngine:

@@ -1,4 +1,9 @@
-"""The one place that turns settings into a model, fresh or from a checkpoint."""
+"""The one place that turns settings into a model, fresh or from a checkpoint.
+
+Two families: the tutorial's ``RNNTheano``/``RNNNumpy`` (one sentence per step) and the
+minibatched ``LMEngine`` (any cell, depth, direction). A checkpoint's ``config["family"]``
+says which; everything else asks this module instead of branching on it again.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,16 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import Checkpoint
+from .config import DEFAULT_LEARNING_RATES
+from .engine import LMEngine
 from .errors import UserError
+from .lm import LMConfig
 from .numpy_rnn import RNNNumpy
+from .sampling import NextWordProbs
 from .theano_rnn import RNNTheano
 
 TutorialModel = RNNNumpy | RNNTheano
+Model = TutorialModel | LMEngine
 
 # The settings that define the network (saved with it); the rest only steer training.
 ARCHITECTURE = ("impl", "hidden_dim", "activation", "bptt_truncate", "truncation")
@@ -42,11 +52,58 @@ def checked_params(ckpt: Checkpoint) -> dict[str, np.ndarray]:
     return {name: ckpt.params[name] for name in expected}
 
 
-def model_from_checkpoint(ckpt: Checkpoint, **overrides: Any) -> TutorialModel:
-    """Rebuild the saved model; ``overrides`` may change e.g. ``impl`` or ``mode``."""
+def lm_config(config: dict[str, Any], vocab_size: int) -> LMConfig:
+    """The engine's architecture from the command-line settings."""
+    return LMConfig(cell=config["cell"], vocab_size=vocab_size,
+                    embed_dim=config["embed_dim"] or config["hidden_dim"],
+                    hidden_dim=config["hidden_dim"], layers=config["layers"],
+                    bidirectional=config["bidirectional"], dropout=config["dropout"],
+                    tie_weights=config["tie_weights"], seed=config["seed"])
+
+
+def build_engine(config: dict[str, Any], arch: LMConfig,
+                 params: dict[str, np.ndarray] | None = None) -> LMEngine:
+    """An ``LMEngine`` with the optimizer settings of ``config``."""
+    optimizer = config.get("optimizer", "sgd")
+    lr = config.get("learning_rate") or DEFAULT_LEARNING_RATES[optimizer]
+    return LMEngine(arch, params, mode=config.get("mode", "NUMBA"), optimizer=optimizer,
+                    learning_rate=lr, clip_norm=config.get("clip_norm") or None,
+                    weight_decay=config.get("weight_decay", 0.0))
+
+
+def is_engine(ckpt: Checkpoint) -> bool:
+    return ckpt.config.get("family") == "engine"
+
+
+def model_from_checkpoint(ckpt: Checkpoint, **overrides: Any) -> Model:
+    """Rebuild the saved model; ``overrides`` may change e.g. ``impl``, ``mode`` or the optimizer."""
     config = {**ckpt.config, **overrides}
+    if is_engine(ckpt):
+        arch = LMConfig.from_dict(ckpt.config["lm"])
+        if arch.vocab_size != len(ckpt.vocab):
+            raise UserError(f"checkpoint vocabulary has {len(ckpt.vocab)} words but the model "
+                            f"{arch.vocab_size}: the file is damaged, retrain it")
+        return build_engine(config, arch, ckpt.params)
     return build_model(config, len(ckpt.vocab), checked_params(ckpt))
 
 
-def count_params(model: TutorialModel) -> int:
+def next_word_probs(model: Model) -> NextWordProbs:
+    """ids (T,) -> the model's distribution (C,) of the word after them (left to right)."""
+    if isinstance(model, LMEngine):
+        if model.config.bidirectional:
+            raise UserError("a bidirectional model sees the words after the one it predicts, so "
+                            "it cannot generate left to right: use scripts/fill_blank.py")
+
+        def engine_probs(ids: np.ndarray) -> np.ndarray:
+            x = ids[:, None]  # (T, 1): one sequence
+            log_p, _ = model.log_probs(x, np.zeros_like(x), np.ones(x.shape, np.float32),
+                                       model.initial_state(1))
+            return np.exp(log_p[-1, 0].astype(np.float64))
+        return engine_probs
+    return lambda ids: model.forward_propagation(ids)[0][-1]
+
+
+def count_params(model: Model) -> int:
+    if isinstance(model, LMEngine):
+        return model.n_params()
     return sum(int(np.prod(p.shape)) for p in model.params().values())

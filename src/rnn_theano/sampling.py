@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
-from .vocab import Vocabulary
+from .stream import EOS
+from .vocab import SENTENCE_START, Vocabulary
 
 # ids (T,) -> next-word distribution (C,) after the last of them
 NextWordProbs = Callable[[np.ndarray], np.ndarray]
@@ -21,11 +22,22 @@ NextWordProbs = Callable[[np.ndarray], np.ndarray]
 _DETOKENIZER = TreebankWordDetokenizer()
 
 
+def sentence_markers(vocab: Vocabulary) -> tuple[int, int]:
+    """The ids a sentence starts from and ends with: the tutorial's markers, or ``<eos>`` for
+    a stream-mode vocabulary (where one line's end is the next one's start)."""
+    if SENTENCE_START in vocab:
+        return vocab.start_id, vocab.end_id
+    return vocab.id(EOS), vocab.id(EOS)
+
+
 def sample_next(probs: np.ndarray, vocab: Vocabulary, rng: np.random.Generator,
                 temperature: float = 1.0) -> int:
     """One word id drawn from ``probs`` sharpened (T < 1) or flattened (T > 1) by temperature."""
     logp = np.log(np.maximum(probs.astype(np.float64), 1e-300)) / temperature
-    logp[[vocab.unknown_id, vocab.start_id]] = -np.inf  # never emitted
+    start, end = sentence_markers(vocab)
+    logp[vocab.unknown_id] = -np.inf  # never emitted
+    if start != end:
+        logp[start] = -np.inf
     p = np.exp(logp - logp.max())
     return int(rng.choice(len(p), p=p / p.sum()))
 
@@ -39,12 +51,13 @@ def generate_sentence(next_word_probs: NextWordProbs, vocab: Vocabulary, rng: np
     Returns ``None`` if ``max_tries`` draws gave no sentence of an acceptable length (a model
     that has not learned to end sentences).
     """
+    start, end = sentence_markers(vocab)
     for _ in range(max_tries):
-        ids = [vocab.start_id] + [vocab.id(w) for w in prime]
+        ids = [start] + [vocab.id(w) for w in prime]
         while len(ids) <= max_length + 1:
             word = sample_next(next_word_probs(np.asarray(ids, dtype=np.int32)), vocab, rng,
                                temperature)
-            if word == vocab.end_id:
+            if word == end:
                 break
             ids.append(word)
         words = list(prime) + vocab.decode(ids[1 + len(prime):])  # prime words as typed

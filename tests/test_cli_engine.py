@@ -1,0 +1,137 @@
+"""The engine through the command line: sentence and stream training, evaluate, generate,
+fill in the blank, and the flag combinations that make no sense."""
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnn_theano.checkpoint import load_checkpoint
+from rnn_theano.cli import evaluate_main, fill_blank_main, generate_main, train_main
+from test_cli import check_user_error
+
+SMALL_LSTM = ["--cell", "lstm", "--hidden-dim", "16", "--batch-size", "8", "--vocab-size", "300",
+              "--optimizer", "adam", "--learning-rate", "0.01"]
+
+
+@pytest.fixture(scope="module")
+def reddit(shared_data) -> Path:
+    return shared_data / "reddit" / "reddit-comments-2015-08-sample.csv"
+
+
+@pytest.fixture(scope="module")
+def sentence_model(reddit, tmp_path_factory, shared_data):
+    out = tmp_path_factory.mktemp("engine") / "lstm.npz"
+    with pytest.warns(UserWarning, match="cut off"):
+        assert train_main(["--data", str(reddit), *SMALL_LSTM, "--epochs", "2",
+                           "--test", str(reddit), "--model-out", str(out)]) == 0
+    return out
+
+
+def test_sentence_mode_checkpoint_records_the_architecture(sentence_model):
+    ckpt = load_checkpoint(sentence_model)
+    assert ckpt.config["family"] == "engine"
+    assert ckpt.config["lm"]["cell"] == "lstm" and ckpt.config["lm"]["hidden_dim"] == 16
+    assert ckpt.params["l0_Wh"].shape == (16, 4 * 16)  # fused gates i, f, g, o
+    history = ckpt.state["history"]
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history[-1]["valid_ppl"] < history[0]["train_ppl"]
+    assert ckpt.state["best_valid_loss"] == min(row["valid_loss"] for row in history)
+
+
+def test_evaluate_agrees_with_the_test_score_of_training(sentence_model, reddit, capsys):
+    """evaluate.py on the --test file gives the perplexity training reported for it."""
+    with pytest.warns(UserWarning):
+        assert evaluate_main(["--model", str(sentence_model), "--data", str(reddit),
+                              "--batch-size", "8"]) == 0
+    reported = float(re.search(r"perplexity ([\d.]+)", capsys.readouterr().out).group(1))
+    assert reported == pytest.approx(load_checkpoint(sentence_model).state["test_ppl"], rel=1e-3)
+
+
+def test_generate_works_with_an_engine_model(sentence_model, capsys):
+    assert generate_main(["--model", str(sentence_model), "--num-sentences", "2",
+                          "--min-length", "2", "--seed", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "UNKNOWN_TOKEN" not in " ".join(lines)
+
+
+def test_stream_mode_trains_on_ptb_with_eos_vocabulary(shared_data, tmp_path, capsys):
+    out = tmp_path / "gru.npz"
+    ptb = shared_data / "ptb"
+    assert train_main(["--data", str(ptb / "ptb.valid.txt"), "--valid", str(ptb / "ptb.test.txt"),
+                       "--max-sentences", "800", "--stream", "--cell", "gru", "--layers", "2",
+                       "--hidden-dim", "16", "--batch-size", "10", "--bptt-len", "10",
+                       "--vocab-size", "2000", "--clip-norm", "0.25", "--learning-rate", "5",
+                       "--lr-decay", "0.5", "--decay-after", "1", "--epochs", "2",
+                       "--model-out", str(out)]) == 0
+    ckpt = load_checkpoint(out)
+    assert "<eos>" in ckpt.vocab and "<unk>" == ckpt.vocab.words[0]
+    assert "SENTENCE_START" not in ckpt.vocab and "N" in ckpt.vocab  # case kept in stream mode
+    assert [row["learning_rate"] for row in ckpt.state["history"]] == [5.0, 2.5]
+    assert generate_main(["--model", str(out), "--num-sentences", "1", "--min-length", "1"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def right_context_corpus(path: Path) -> Path:
+    """Sentences whose first word only the last one tells: 'alpha x x one', 'beta x x two'."""
+    rng = np.random.default_rng(0)
+    fillers = ["red", "green", "blue", "big", "small"]
+    lines = []
+    for _ in range(400):
+        first, last = [("alpha", "one"), ("beta", "two")][rng.integers(2)]
+        lines.append(" ".join([first, *rng.choice(fillers, 2), last]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fill_blank_uses_the_right_context(tmp_path, capsys):
+    data = right_context_corpus(tmp_path / "pairs.txt")
+    model = tmp_path / "birnn.npz"
+    assert train_main(["--data", str(data), "--format", "lines", "--cell", "gru",
+                       "--bidirectional", "--hidden-dim", "16", "--batch-size", "16",
+                       "--optimizer", "adam", "--learning-rate", "0.02", "--epochs", "6",
+                       "--model-out", str(model)]) == 0
+    capsys.readouterr()
+    for last, expected in (("one", "alpha"), ("two", "beta")):
+        assert fill_blank_main(["--model", str(model), "--top-k", "2",
+                                f"___ red blue {last}"]) == 0
+        first_line = capsys.readouterr().out.splitlines()[0].split()
+        assert first_line[0] == expected and float(first_line[1]) > 0.8
+    check_user_error(generate_main, ["--model", str(model)], capsys, "fill_blank")
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(reddit, tmp_path, capsys):
+    out = tmp_path / "diverged.npz"
+    out.write_bytes(b"previous work")
+    with pytest.warns(UserWarning):
+        check_user_error(train_main, ["--data", str(reddit), *SMALL_LSTM[:-4],
+                                      "--learning-rate", "1e38", "--model-out", str(out)],
+                         capsys, "NaN or infinite", after_progress=True)
+    assert out.read_bytes() == b"previous work"
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--stream", "--bidirectional"], "--stream"),
+    (["--cell", "lstm", "--activation", "relu"], "--activation"),
+    (["--cell", "gru", "--bptt-truncate", "8"], "--bptt-truncate"),
+    (["--tie-weights", "--embed-dim", "10", "--hidden-dim", "20"], "tied"),
+    (["--dropout", "1.5", "--cell", "lstm"], "--dropout"),
+    (["--lr-decay", "0"], "--lr-decay"),
+    (["--layers", "0"], "--layers"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--optimizer", "lbfgs"], "--optimizer"),
+])
+def test_bad_engine_flags(flags, needle, tmp_path, capsys, reddit):
+    check_user_error(train_main, ["--data", str(reddit), *flags,
+                                  "--model-out", str(tmp_path / "m.npz")], capsys, needle)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_bad_evaluate_and_fill_blank_input(sentence_model, capsys):
+    check_user_error(evaluate_main, ["--model", str(sentence_model)], capsys, "--data")
+    check_user_error(fill_blank_main, ["--model", str(sentence_model), "no blank here"], capsys,
+                     "___")
+    check_user_error(fill_blank_main, ["--model", str(sentence_model), "two ___ ___"], capsys,
+                     "exactly one")
