@@ -135,3 +135,14 @@ def test_bad_evaluate_and_fill_blank_input(sentence_model, capsys):
                      "___")
     check_user_error(fill_blank_main, ["--model", str(sentence_model), "two ___ ___"], capsys,
                      "exactly one")
+
+
+def test_resume_keeps_the_engine_and_its_settings(sentence_model, reddit, tmp_path):
+    out = tmp_path / "more.npz"
+    with pytest.warns(UserWarning):
+        assert train_main(["--data", str(reddit), "--resume", str(sentence_model),
+                           "--model-out", str(out)]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt.config["family"] == "engine" and ckpt.config["batch_size"] == 8
+    assert ckpt.config["optimizer"] == "adam" and ckpt.state["epoch"] == 3
+    assert len(ckpt.state["history"]) == 3

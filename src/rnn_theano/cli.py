@@ -99,13 +99,18 @@ KEPT_ON_RESUME = {*ARCHITECTURE, "vocab_size", "cell", "layers", "bidirectional"
 
 
 def resume_config(config: TrainConfig, saved: dict) -> TrainConfig:
-    """The saved settings, overridden by every flag given a non-default value now."""
-    defaults = TrainConfig()
-    merged = {f.name: saved.get(f.name, getattr(config, f.name)) for f in fields(TrainConfig)}
+    """The run's settings when resuming a checkpoint saved with ``saved``.
+
+    The network and data cutting always come from the checkpoint; the other model settings
+    from the checkpoint unless a flag now gives them another value; the rest of the run
+    (data, epochs, output, ...) from this command line.
+    """
+    merged = {}
     for f in fields(TrainConfig):
-        value = getattr(config, f.name)
-        if f.name not in KEPT_ON_RESUME and value != getattr(defaults, f.name):
-            merged[f.name] = value
+        now = getattr(config, f.name)
+        from_saved = f.name in KEPT_ON_RESUME or (f.metadata["group"] != "common"
+                                                  and now == f.default)
+        merged[f.name] = saved.get(f.name, now) if from_saved else now
     resumed = TrainConfig(**merged)
     resumed.validate()
     return resumed

@@ -76,7 +76,7 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, *, stream: bo
     best = float(state.get("best_valid_loss", math.inf))
     best_params = engine.get_params() if history else None
     lr = float(state.get("learning_rate", engine.learning_rate.get_value()))
-    since_best = 0
+    since_best, saved = 0, False
     started = time.perf_counter()
     epoch = first
     try:
@@ -107,6 +107,7 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, *, stream: bo
                 best, best_params, since_best = valid_score.loss, engine.get_params(), 0
                 save({"epoch": epoch, "learning_rate": lr, "history": history,
                       "best_valid_loss": best})
+                saved = True
             else:
                 since_best += 1
                 if patience and since_best >= patience:
@@ -115,11 +116,10 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, *, stream: bo
     except KeyboardInterrupt:
         log(f"interrupted in epoch {epoch}: the checkpoint keeps the best model so far")
         state["interrupted"] = True
-    if best_params is None:  # interrupted before any epoch ended: keep what there is
-        best_params = engine.get_params()
-        save({"epoch": epoch - 1, "learning_rate": lr, "history": history,
-              "best_valid_loss": best})
-    for name, value in best_params.items():
-        engine.params[name].set_value(value)
+    if best_params is not None:  # the engine ends holding the best parameters seen
+        for name, value in best_params.items():
+            engine.params[name].set_value(value)
     state.update(epoch=epoch, learning_rate=lr, history=history, best_valid_loss=best)
+    if not saved:  # nothing improved (or no epoch ended): still leave a checkpoint behind
+        save(state)
     return state
