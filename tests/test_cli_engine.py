@@ -35,6 +35,7 @@ def test_sentence_mode_checkpoint_records_the_architecture(sentence_model):
     assert ckpt.config["family"] == "engine"
     assert ckpt.config["lm"]["cell"] == "lstm" and ckpt.config["lm"]["hidden_dim"] == 16
     assert ckpt.params["l0_Wh"].shape == (16, 4 * 16)  # fused gates i, f, g, o
+    assert ckpt.config["lm"]["forget_bias"] == 1.0 and ckpt.config["lm"]["bias"]
     history = ckpt.state["history"]
     assert [row["epoch"] for row in history] == [1, 2]
     assert history[-1]["valid_ppl"] < history[0]["train_ppl"]
@@ -122,6 +123,8 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(reddit, 
     (["--layers", "0"], "--layers"),
     (["--batch-size", "0"], "--batch-size"),
     (["--optimizer", "lbfgs"], "--optimizer"),
+    (["--cell", "gru", "--mode", "JAX"], "jax"),
+    (["--cell", "gru", "--identity-init"], "identity"),
 ])
 def test_bad_engine_flags(flags, needle, tmp_path, capsys, reddit):
     check_user_error(train_main, ["--data", str(reddit), *flags,

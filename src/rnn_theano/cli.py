@@ -95,7 +95,8 @@ def split_held_out(sentences: list[list[str]], fraction: float, seed: int
 # What a resumed run keeps from its checkpoint whatever the flags say: the network and the
 # way its data was cut.
 KEPT_ON_RESUME = {*ARCHITECTURE, "vocab_size", "cell", "layers", "bidirectional", "embed_dim",
-                  "tie_weights", "dropout", "stream", "keep_case", "float32"}
+                  "tie_weights", "dropout", "stream", "keep_case", "float32", "no_bias",
+                  "forget_bias", "identity_init"}
 
 
 def resume_config(config: TrainConfig, saved: dict) -> TrainConfig:

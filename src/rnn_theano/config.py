@@ -7,6 +7,7 @@ metadata carries its help text (and choices), so the parser is derived, never ha
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -86,6 +87,10 @@ class TrainConfig:
                                       "each word from both sides; use fill_blank.py)")
     embed_dim: int = engine_flag(0, "word embedding size (0: the hidden size)", metavar="E")
     tie_weights: bool = engine_flag(False, "share the embedding with the output layer")
+    no_bias: bool = engine_flag(False, "cells without biases")
+    forget_bias: float = engine_flag(1.0, "initial bias of the LSTM's forget gate", metavar="F")
+    identity_init: bool = engine_flag(False, "start the relu cell's recurrent matrix at the "
+                                      "identity (Le et al. 2015)")
     dropout: float = engine_flag(0.0, "dropout on non-recurrent connections", metavar="P")
     batch_size: int = engine_flag(1, "sentences (or stream columns) per step", metavar="B")
     stream: bool = engine_flag(False, "the corpus as one token stream with <eos> per line, "
@@ -166,6 +171,8 @@ class TrainConfig:
         if self.mode == "JAX" and not self.uses_engine:
             raise UserError("--mode JAX needs fixed shapes, but the tutorial model runs one "
                             "sentence of any length per step: use --mode NUMBA, CVM or FAST_COMPILE")
+        if self.mode == "JAX" and importlib.util.find_spec("jax") is None:
+            raise UserError("--mode JAX needs the jax package: .venv/bin/pip install -e '.[jax]'")
         if self.bptt_truncate == 0:
             raise UserError("--bptt-truncate 0 would learn nothing through W: use K >= 1, or -1 for full BPTT")
 

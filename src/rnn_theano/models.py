@@ -58,7 +58,9 @@ def lm_config(config: dict[str, Any], vocab_size: int) -> LMConfig:
                     embed_dim=config["embed_dim"] or config["hidden_dim"],
                     hidden_dim=config["hidden_dim"], layers=config["layers"],
                     bidirectional=config["bidirectional"], dropout=config["dropout"],
-                    tie_weights=config["tie_weights"], seed=config["seed"])
+                    tie_weights=config["tie_weights"], bias=not config["no_bias"],
+                    forget_bias=config["forget_bias"], relu_identity_init=config["identity_init"],
+                    seed=config["seed"])
 
 
 def build_engine(config: dict[str, Any], arch: LMConfig,
