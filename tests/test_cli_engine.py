@@ -1,7 +1,6 @@
 """The engine through the command line: sentence and stream training, evaluate, generate,
 fill in the blank, and the flag combinations that make no sense."""
 
-import math
 import re
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""Command-line entry points: ``scripts/train_lm.py`` and ``scripts/generate.py``.
+"""Command-line entry points: ``scripts/train_lm.py``, ``generate.py``, ``evaluate.py`` and
+``fill_blank.py``.
 
 Each ``*_main`` returns an exit status. A ``UserError`` anywhere becomes one line on stderr
 and status 2; nothing is written before the inputs have been checked.
@@ -10,26 +11,25 @@ import functools
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from . import corpus, datasets, pydocs
+from . import corpus
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import (BLANK, EvaluateConfig, FillBlankConfig, GenerateConfig, TrainConfig,
                      parse_config)
-from .errors import UserError
-from .batching import SentenceBatches, StreamBatches
+from .data import Splits, load_splits, make_batches, unigram_loss_of_batches
 from .engine import LMEngine
+from .errors import UserError
 from .lm_training import evaluate, train_engine
 from .models import (ARCHITECTURE, Model, build_engine, build_model, count_params, is_engine,
                      lm_config, model_from_checkpoint, next_word_probs)
 from .sampling import detokenize, generate_sentence, sentence_markers
-from .stream import build_stream_vocabulary, encode_stream
+from .stream import build_stream_vocabulary
 from .tokenize import tokenize_words
-from .training import mean_loss, train, unigram_loss
+from .training import limit_blas_threads, mean_loss, train, unigram_loss
 from .vocab import Vocabulary
 
 
@@ -43,53 +43,6 @@ def user_errors(main: Callable[[list[str] | None], int]) -> Callable[[list[str] 
             print(f"error: {e}", file=sys.stderr)
             return 2
     return wrapper
-
-
-@dataclass
-class Splits:
-    """Tokenized sentences of each split; ``test`` is None when there is nothing to test on."""
-
-    train: list[list[str]]
-    valid: list[list[str]]
-    test: list[list[str]] | None
-    source: str
-
-
-def load_splits(config: TrainConfig) -> Splits:
-    """The training text and its held-out and test sentences, as the flags say."""
-    # The LM benchmark's stream convention takes the text as it is (PTB writes numbers as N).
-    lowercase, limit = not (config.keep_case or config.stream), config.max_sentences or None
-    data_dir = Path(config.data_dir) if config.data_dir else datasets.default_data_dir()
-    files: dict[str, Path] = {}
-    fmt = config.format
-    if config.data:
-        train, source = corpus.load_sentences(config.data, fmt, lowercase, limit), config.data
-    elif config.corpus:
-        files = datasets.corpus_files(config.corpus, data_dir)
-        fmt, source = datasets.corpus_format(config.corpus), config.corpus
-        train = corpus.load_sentences(files["train"], fmt, lowercase, limit)
-    else:
-        train = pydocs.builtin_sentences(lowercase, limit, cache_dir=data_dir)
-        source = "the built-in corpus (this Python's documentation)"
-    valid_file = config.valid or files.get("valid")
-    test_file = config.test or files.get("test")
-    valid = corpus.load_sentences(valid_file, fmt, lowercase) if valid_file else None
-    test = corpus.load_sentences(test_file, fmt, lowercase) if test_file else None
-    if valid is None:
-        train, valid = split_held_out(train, config.valid_fraction, config.seed)
-    return Splits(train, valid, test, source)
-
-
-def split_held_out(sentences: list[list[str]], fraction: float, seed: int
-                   ) -> tuple[list[list[str]], list[list[str]]]:
-    """A seeded random ``fraction`` of sentences (at least one) held out for perplexity."""
-    if len(sentences) < 2:
-        raise UserError(f"the corpus has {len(sentences)} sentence(s): at least 2 are needed "
-                        "(one to train on, one to score); give it more text")
-    order = np.random.default_rng(seed).permutation(len(sentences))
-    n_valid = max(1, int(round(fraction * len(sentences))))
-    return ([sentences[i] for i in sorted(order[n_valid:])],
-            [sentences[i] for i in sorted(order[:n_valid])])
 
 
 # What a resumed run keeps from its checkpoint whatever the flags say: the network and the
@@ -125,6 +78,7 @@ def train_main(argv: list[str] | None = None) -> int:
     if resumed:
         config = resume_config(config, resumed.config)
     splits = load_splits(config)
+    limit_blas_threads(config.blas_threads)
     train = _train_engine if config.uses_engine else _train_tutorial
     state = train(config, splits, resumed)
     return 130 if state.get("interrupted") else 0
@@ -166,8 +120,7 @@ def _train_tutorial(config: TrainConfig, splits: Splits, resumed: Checkpoint | N
 
     state = train(model, train_pairs, valid_pairs, epochs=config.epochs,
                   learning_rate=config.lr, eval_every=config.eval_every,
-                  seed=config.seed, blas_threads=config.blas_threads,
-                  state=resumed.state if resumed else None, save=save)
+                  seed=config.seed, state=resumed.state if resumed else None, save=save)
     last = state["history"][-1]
     print(f"held-out perplexity {last['valid_ppl']:.2f} (unigram {math.exp(unigram):.2f}); "
           f"model saved to {out}")
@@ -199,8 +152,6 @@ def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | Non
     def save(state: dict) -> None:
         save_checkpoint(out, Checkpoint(engine.get_params(), vocab, settings, state))
 
-    if config.blas_threads > 0:
-        threadpool_limits(limits=config.blas_threads, user_api="blas")
     state = train_engine(engine, batches["train"], batches["valid"], stream=config.stream,
                          epochs=config.epochs, lr_decay=config.lr_decay,
                          decay_after=config.decay_after, patience=config.patience,
@@ -212,22 +163,6 @@ def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | Non
         print(f"test perplexity {score.perplexity:.2f} over {score.n_tokens:,.0f} tokens")
         save(state | {"test_loss": score.loss, "test_ppl": score.perplexity})
     return state
-
-
-def make_batches(sentences: list[list[str]], vocab: Vocabulary, *, stream: bool,
-                 batch_size: int, bptt_len: int, seed: int = 0) -> SentenceBatches | StreamBatches:
-    """Sentences, or one stream in windows of ``bptt_len``."""
-    if stream:
-        return StreamBatches(encode_stream(sentences, vocab), batch_size, bptt_len)
-    return SentenceBatches.from_sentences(sentences, vocab, batch_size, seed=seed)
-
-
-def unigram_loss_of_batches(train: SentenceBatches | StreamBatches,
-                            valid: SentenceBatches | StreamBatches, vocab_size: int) -> float:
-    """The unigram baseline over exactly the tokens the model is scored on."""
-    def pairs(batches):
-        return [(b.x[b.mask > 0], b.y[b.mask > 0]) for b in batches]
-    return unigram_loss(pairs(train), pairs(valid), vocab_size)
 
 
 @user_errors

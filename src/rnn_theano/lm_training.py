@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from .batching import SentenceBatches, StreamBatches

@@ -40,6 +40,20 @@ class Evaluation:
     words_per_second: float
 
 
+def limit_blas_threads(threads: int) -> None:
+    """Cap the BLAS thread pools (0: leave the library's default).
+
+    At these matrix sizes extra threads gain little, and when the cores are shared their
+    spinning slowed training several-fold (measured: 267 vs 1,949 words/s with another job
+    running on the 2 cores). Numba-compiled graphs call SciPy's BLAS, so it is loaded first
+    for the limit to reach it.
+    """
+    if threads > 0:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the library to be limited)
+
+        threadpool_limits(limits=threads, user_api="blas")
+
+
 def mean_loss(model, pairs: Pairs) -> float:
     """Mean cross-entropy per predicted word over ``pairs``, in nats."""
     return model.calculate_loss([x for x, _ in pairs], [y for _, y in pairs])
@@ -72,8 +86,7 @@ def run_epoch(model, pairs: Pairs, order: np.ndarray, learning_rate: float, desc
 
 
 def train(model, train_pairs: Pairs, valid_pairs: Pairs, *, epochs: int, learning_rate: float,
-          eval_every: int, seed: int, blas_threads: int = 1,
-          state: dict[str, Any] | None = None,
+          eval_every: int, seed: int, state: dict[str, Any] | None = None,
           save: Callable[[dict[str, Any]], None], log: Callable[[str], None] = print,
           ) -> dict[str, Any]:
     """Train ``model`` in place for ``epochs`` epochs and return the final training state.
@@ -114,11 +127,6 @@ def train(model, train_pairs: Pairs, valid_pairs: Pairs, *, epochs: int, learnin
     # A step with learning rate 0 changes nothing but compiles the training graph now, so
     # compilation time does not pollute the first epoch's words per second.
     model.sgd_step(*train_pairs[0], 0.0)
-    # Now that every BLAS library the compiled code uses is loaded, cap its threads: at these
-    # matrix sizes extra threads gain little, and when cores are shared their spinning
-    # slowed training several-fold (measured: 267 vs 1,949 words/s with another job running).
-    if blas_threads > 0:
-        threadpool_limits(limits=blas_threads, user_api="blas")
     epoch, started = first, time.perf_counter()
     try:
         for epoch in range(first + 1, first + epochs + 1):
