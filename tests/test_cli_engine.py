@@ -1,6 +1,7 @@
 """The engine through the command line: sentence and stream training, evaluate, generate,
 fill in the blank, and the flag combinations that make no sense."""
 
+import math
 import re
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def test_sentence_mode_checkpoint_records_the_architecture(sentence_model):
     assert [row["epoch"] for row in history] == [1, 2]
     assert history[-1]["valid_ppl"] < history[0]["train_ppl"]
     assert ckpt.state["best_valid_loss"] == min(row["valid_loss"] for row in history)
+    assert all(math.isfinite(row["test_ppl"]) for row in history)  # --test: scored every epoch
 
 
 def test_evaluate_agrees_with_the_test_score_of_training(sentence_model, reddit, capsys):

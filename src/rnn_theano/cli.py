@@ -152,7 +152,8 @@ def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | Non
     def save(state: dict) -> None:
         save_checkpoint(out, Checkpoint(engine.get_params(), vocab, settings, state))
 
-    state = train_engine(engine, batches["train"], batches["valid"], stream=config.stream,
+    state = train_engine(engine, batches["train"], batches["valid"], batches.get("test"),
+                         stream=config.stream,
                          epochs=config.epochs, lr_decay=config.lr_decay,
                          decay_after=config.decay_after, patience=config.patience,
                          state=resumed.state if resumed else None, save=save)

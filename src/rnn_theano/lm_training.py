@@ -60,14 +60,16 @@ def train_epoch(engine: LMEngine, batches: Batches, epoch: int, stream: bool) ->
     return score, (score.n_tokens - timer["skipped"]) / seconds if seconds > 0 else math.nan
 
 
-def train_engine(engine: LMEngine, train: Batches, valid: Batches, *, stream: bool,
+def train_engine(engine: LMEngine, train: Batches, valid: Batches, test: Batches | None = None,
+                 *, stream: bool,
                  epochs: int, lr_decay: float, decay_after: int, patience: int,
                  state: dict[str, Any] | None, save: Callable[[dict[str, Any]], None],
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train for ``epochs`` epochs (continuing ``state``); returns the final state.
 
     ``save(state)`` is called whenever the held-out loss improves, with the engine holding
-    the improved parameters. On return the engine holds the best parameters seen.
+    the improved parameters. On return the engine holds the best parameters seen. ``test``,
+    if given, is scored every epoch for the log only; it never steers training.
     """
     state = dict(state or {})
     history: list[dict[str, Any]] = list(state.get("history", []))
@@ -92,10 +94,15 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, *, stream: bo
                    "train_ppl": train_score.perplexity, "valid_loss": valid_score.loss,
                    "valid_ppl": valid_score.perplexity, "tokens_per_second": tps,
                    "seconds": time.perf_counter() - started}
+            if test is not None:
+                test_score = evaluate(engine, test, stream)
+                row.update(test_loss=test_score.loss, test_ppl=test_score.perplexity)
             history.append(row)
             improved = valid_score.loss < best
             log(f"epoch {epoch:3d}  train ppl {train_score.perplexity:8.2f}  held-out ppl "
-                f"{valid_score.perplexity:8.2f}  lr {lr:g}  {tps:,.0f} tokens/s"
+                f"{valid_score.perplexity:8.2f}"
+                + (f"  test ppl {row['test_ppl']:8.2f}" if test is not None else "")
+                + f"  lr {lr:g}  {tps:,.0f} tokens/s"
                 + ("  (best, saved)" if improved else ""))
             if lr_decay < 1.0:
                 if epoch >= decay_after:
