@@ -172,3 +172,31 @@ def test_scripts_exit_2_without_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "missing.csv" in result.stderr
+
+
+@pytest.mark.parametrize("family", [[], ["--cell", "gru", "--batch-size", "8"]],
+                         ids=["tutorial", "engine"])
+def test_ctrl_c_saves_the_model_and_exits_130(reddit, tmp_path, family):
+    """SIGINT mid-training: a complete checkpoint, marked interrupted, and no traceback."""
+    import signal
+    import time
+
+    out = tmp_path / "interrupted.npz"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train_lm.py"),
+                             "--data", str(reddit), *SMALL[:-4], *family, "--epochs", "1000",
+                             "--model-out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until training runs
+        if line.startswith("epoch "):
+            break
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stdout
+    ckpt = load_checkpoint(out)
+    assert len(ckpt.vocab) == 300
+    if family:  # the engine's checkpoint keeps the best model of the epochs completed
+        assert ckpt.state["epoch"] >= 1 and ckpt.state["history"]
+    else:  # the tutorial's loop saves the model as it was when interrupted
+        assert ckpt.state["interrupted"]

@@ -23,6 +23,7 @@ from .config import (BLANK, EvaluateConfig, FillBlankConfig, GenerateConfig, Tra
 from .data import Splits, load_splits, make_batches, unigram_loss_of_batches
 from .engine import LMEngine
 from .errors import UserError
+from .interrupt import StopFlag
 from .lm_training import evaluate, train_engine
 from .models import (ARCHITECTURE, Model, build_engine, build_model, count_params, is_engine,
                      lm_config, model_from_checkpoint, next_word_probs)
@@ -80,7 +81,8 @@ def train_main(argv: list[str] | None = None) -> int:
     splits = load_splits(config)
     limit_blas_threads(config.blas_threads)
     train = _train_engine if config.uses_engine else _train_tutorial
-    state = train(config, splits, resumed)
+    with StopFlag() as stop:
+        state = train(config, splits, resumed, stop)
     return 130 if state.get("interrupted") else 0
 
 
@@ -105,7 +107,8 @@ def describe(model: Model, config: TrainConfig) -> str:
             f"bptt-truncate {config.bptt_truncate} ({config.truncation})")
 
 
-def _train_tutorial(config: TrainConfig, splits: Splits, resumed: Checkpoint | None) -> dict:
+def _train_tutorial(config: TrainConfig, splits: Splits, resumed: Checkpoint | None,
+                    stop: StopFlag) -> dict:
     settings = {**asdict(config), "family": "tutorial", "learning_rate": config.lr}
     vocab = resumed.vocab if resumed else Vocabulary.build(splits.train, config.vocab_size)
     train_pairs, valid_pairs = vocab.training_pairs(splits.train), vocab.training_pairs(splits.valid)
@@ -120,17 +123,19 @@ def _train_tutorial(config: TrainConfig, splits: Splits, resumed: Checkpoint | N
 
     state = train(model, train_pairs, valid_pairs, epochs=config.epochs,
                   learning_rate=config.lr, eval_every=config.eval_every,
-                  seed=config.seed, state=resumed.state if resumed else None, save=save)
-    last = state["history"][-1]
-    print(f"held-out perplexity {last['valid_ppl']:.2f} (unigram {math.exp(unigram):.2f}); "
-          f"model saved to {out}")
+                  seed=config.seed, state=resumed.state if resumed else None, save=save,
+                  stop=stop)
+    if state["history"]:
+        print(f"held-out perplexity {state['history'][-1]['valid_ppl']:.2f} "
+              f"(unigram {math.exp(unigram):.2f}); model saved to {out}")
     if splits.test:
         test_loss = mean_loss(model, vocab.training_pairs(splits.test))
         print(f"test perplexity {math.exp(test_loss):.2f} ({test_loss:.4f} nats per token)")
     return state
 
 
-def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | None) -> dict:
+def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | None,
+                  stop: StopFlag) -> dict:
     if resumed:
         vocab = resumed.vocab
     elif config.stream:
@@ -156,7 +161,7 @@ def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | Non
                          stream=config.stream,
                          epochs=config.epochs, lr_decay=config.lr_decay,
                          decay_after=config.decay_after, patience=config.patience,
-                         state=resumed.state if resumed else None, save=save)
+                         state=resumed.state if resumed else None, save=save, stop=stop)
     print(f"best held-out perplexity {math.exp(state['best_valid_loss']):.2f} "
           f"(unigram {math.exp(unigram):.2f}); model saved to {out}")
     if "test" in batches:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .batching import SentenceBatches, StreamBatches
 from .engine import LMEngine, Score, StepResult, run_batches
 from .errors import UserError
+from .interrupt import StopFlag
 
 Batches = SentenceBatches | StreamBatches
 
@@ -32,7 +33,8 @@ def evaluate(engine: LMEngine, batches: Batches, stream: bool) -> Score:
                        initial_state=engine.initial_state(batches.batch_size))
 
 
-def train_epoch(engine: LMEngine, batches: Batches, epoch: int, stream: bool) -> tuple[Score, float]:
+def train_epoch(engine: LMEngine, batches: Batches, epoch: int, stream: bool,
+                stop: StopFlag | None = None) -> tuple[Score, float]:
     """One pass of updates; returns the training score and trained tokens per second.
 
     The speed leaves out the first batch, which pays for compilation on a first run.
@@ -43,6 +45,8 @@ def train_epoch(engine: LMEngine, batches: Batches, epoch: int, stream: bool) ->
         timer = {"start": 0.0, "skipped": 0.0}
 
         def progress(result: StepResult) -> None:
+            if stop:
+                stop.check()
             if not math.isfinite(result.cost):
                 raise FloatingPointError
             if not timer["start"]:
@@ -64,6 +68,7 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, test: Batches
                  *, stream: bool,
                  epochs: int, lr_decay: float, decay_after: int, patience: int,
                  state: dict[str, Any] | None, save: Callable[[dict[str, Any]], None],
+                 stop: StopFlag | None = None,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train for ``epochs`` epochs (continuing ``state``); returns the final state.
 
@@ -84,7 +89,7 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, test: Batches
         for epoch in range(first + 1, first + epochs + 1):
             engine.set_learning_rate(lr)
             try:
-                train_score, tps = train_epoch(engine, train, epoch, stream)
+                train_score, tps = train_epoch(engine, train, epoch, stream, stop)
             except FloatingPointError:
                 raise UserError(f"the training loss became NaN or infinite in epoch {epoch}: "
                                 "stopped, the best checkpoint is kept; lower --learning-rate or "

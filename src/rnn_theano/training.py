@@ -19,6 +19,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from .interrupt import StopFlag
+
 Pairs = Sequence[tuple[np.ndarray, np.ndarray]]
 
 # The training loss the halving rule watches is measured on at most this many training
@@ -68,7 +70,8 @@ def unigram_loss(train: Pairs, valid: Pairs, vocab_size: int) -> float:
     return float(-np.mean(np.concatenate([logp[y] for _, y in valid])))
 
 
-def run_epoch(model, pairs: Pairs, order: np.ndarray, learning_rate: float, desc: str) -> float:
+def run_epoch(model, pairs: Pairs, order: np.ndarray, learning_rate: float, desc: str,
+              stop: StopFlag | None = None) -> float:
     """One pass of SGD over ``pairs`` in ``order``; returns trained words per second."""
     n_words = sum(len(pairs[i][1]) for i in order)
     start = time.perf_counter()
@@ -78,6 +81,8 @@ def run_epoch(model, pairs: Pairs, order: np.ndarray, learning_rate: float, desc
         for step, i in enumerate(order, 1):
             x, y = pairs[i]
             total_cost += float(model.sgd_step(x, y, learning_rate))
+            if stop:
+                stop.check()
             seen += len(y)
             bar.update(len(y))
             if step % 50 == 0:  # the running loss of this epoch, per word
@@ -87,6 +92,7 @@ def run_epoch(model, pairs: Pairs, order: np.ndarray, learning_rate: float, desc
 
 def train(model, train_pairs: Pairs, valid_pairs: Pairs, *, epochs: int, learning_rate: float,
           eval_every: int, seed: int, state: dict[str, Any] | None = None,
+          stop: StopFlag | None = None,
           save: Callable[[dict[str, Any]], None], log: Callable[[str], None] = print,
           ) -> dict[str, Any]:
     """Train ``model`` in place for ``epochs`` epochs and return the final training state.
@@ -94,7 +100,8 @@ def train(model, train_pairs: Pairs, valid_pairs: Pairs, *, epochs: int, learnin
     Every ``eval_every`` epochs (and after the last) it scores the training loss on a fixed
     sample and the held-out loss, halves the learning rate if the training loss went up (the
     tutorial's rule), and calls ``save(state)``. ``state`` from a checkpoint resumes the epoch
-    count, learning rate and history. Ctrl-C saves and returns with ``state["interrupted"]``.
+    count, learning rate and history. Ctrl-C (``stop`` raised, or a KeyboardInterrupt) saves
+    and returns with ``state["interrupted"]``.
     """
     state = dict(state or {})
     history: list[dict[str, Any]] = list(state.get("history", []))
@@ -121,24 +128,28 @@ def train(model, train_pairs: Pairs, valid_pairs: Pairs, *, epochs: int, learnin
     def snapshot(epoch: int, **extra: Any) -> dict[str, Any]:
         return {"epoch": epoch, "learning_rate": lr, "history": history, **extra}
 
-    log("compiling the graphs if needed (a first run takes a minute; later runs reuse the cache)")
-    if not history:  # the untrained model: its loss should be close to ln(C)
-        evaluate(0, 0.0, 0.0)
-    # A step with learning rate 0 changes nothing but compiles the training graph now, so
-    # compilation time does not pollute the first epoch's words per second.
-    model.sgd_step(*train_pairs[0], 0.0)
-    epoch, started = first, time.perf_counter()
+    done, started = first, time.perf_counter()  # done: the last epoch completed
     try:
+        log("compiling the graphs if needed (a first run takes a minute; later runs reuse "
+            "the cache)")
+        if not history:  # the untrained model: its loss should be close to ln(C)
+            evaluate(0, 0.0, 0.0)
+        # A step with learning rate 0 changes nothing but compiles the training graph now,
+        # so compilation time does not pollute the first epoch's words per second.
+        model.sgd_step(*train_pairs[0], 0.0)
+        if stop:
+            stop.check()
         for epoch in range(first + 1, first + epochs + 1):
             # Seeded by epoch, so a resumed run visits sentences in the same order.
             order = np.random.default_rng([seed, epoch]).permutation(len(train_pairs))
-            wps = run_epoch(model, train_pairs, order, lr, f"epoch {epoch}")
+            wps = run_epoch(model, train_pairs, order, lr, f"epoch {epoch}", stop)
+            done = epoch
             if epoch % eval_every == 0 or epoch == first + epochs:
                 evaluate(epoch, time.perf_counter() - started, wps)
                 save(snapshot(epoch))
     except KeyboardInterrupt:
-        log(f"interrupted during epoch {epoch}: saving the model as it is")
-        state = snapshot(epoch - 1, interrupted=True)
+        log(f"interrupted after {done} complete epoch(s): saving the model as it is")
+        state = snapshot(done, interrupted=True)
         save(state)
         return state
-    return snapshot(epoch)
+    return snapshot(done)
