@@ -4,6 +4,7 @@
 #   make train DATA=comments.csv    ... on any file or directory of text
 #   make generate                   sample sentences from the trained model
 #   make test                       run the test suite
+#   make bench                      training speed side by side with PyTorch (QUICK=1: a short run)
 #
 # Settings below are defaults; override any of them on the command line (make train EPOCHS=2).
 
@@ -26,10 +27,13 @@ TRAIN_FLAGS  ?=
 NUM          ?= 10
 TEMPERATURE  ?= 1.0
 GEN_FLAGS    ?=
+QUICK        ?=
+BENCH_OUT    ?= checkpoints/bench.json
+BENCH_FLAGS  ?=
 
 SOURCE_FLAGS := $(if $(DATA),--data $(DATA)) $(if $(CORPUS),--corpus $(CORPUS))
 
-.PHONY: install train generate test clean
+.PHONY: install train generate test bench clean
 
 install: $(STAMP)
 
@@ -51,6 +55,11 @@ generate: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS)
+
+# The PyTorch peer runs in .venv-torch (Python 3.11, torch 2.13.0 CPU) when .venv has no torch;
+# the bench creates it on first use.
+bench: $(STAMP)
+	$(PY) scripts/bench.py --make-torch-venv --out $(BENCH_OUT) $(if $(QUICK),--quick) $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

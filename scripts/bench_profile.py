@@ -1,0 +1,147 @@
+"""Where the engine's training time goes, for the benchmark's config c (LSTM 2x200, C=10k).
+
+    .venv/bin/python scripts/bench_profile.py [--cell lstm] [--threads 1] [--dprint FILE]
+
+Times, with random word ids of the benchmark's shapes (batch 20, unroll 20), each of:
+
+* the whole training step and the evaluation step (forward only) of ``LMEngine``;
+* the output layer alone (projection, log-softmax, cross-entropy; forward and gradient);
+* the recurrent stack alone (embedding, 2 layers of scan; forward and gradient);
+* the log-softmax of a (400, C) matrix, compiled with Numba and in numpy;
+* the matrix products of the step, in numpy, for the GEMM share of the time;
+
+and writes the optimized graph of the training function (``pytensor.dprint`` with types)
+to ``--dprint``, counting its float64 variables and its scans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from io import StringIO
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from threadpoolctl import threadpool_limits
+
+from rnn_theano.cells import CELLS, project_inputs, run_cell
+from rnn_theano.engine import LMEngine
+from rnn_theano.lm import LMConfig
+
+
+def timeit(f, n: int = 15) -> float:
+    f()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--cell", default="lstm")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dprint", default=None)
+    args = p.parse_args()
+    T, B, C, H, L = 20, 20, 10_000, 200, 2
+    cfg = LMConfig(cell=args.cell, vocab_size=C, embed_dim=H, hidden_dim=H, layers=L)
+    eng = LMEngine(cfg, optimizer="sgd", learning_rate=20.0, clip_norm=0.25)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, C, (T, B)).astype(np.int32)
+    y = rng.integers(0, C, (T, B)).astype(np.int32)
+    mask = np.ones((T, B), np.float32)
+    state = eng.initial_state(B)
+    eng.train_step(x, y, mask, state)
+    eng.eval_step(x, y, mask, state)
+    G = CELLS[args.cell].gates
+    f32 = "float32"
+
+    # The output layer alone: top (T*B, H) -> log_softmax -> CE, and its gradient.
+    top = pt.matrix("top", dtype=f32)
+    W = pytensor.shared(rng.uniform(-0.07, 0.07, (H, C)).astype(f32))
+    b = pytensor.shared(np.zeros(C, f32))
+    yy = pt.ivector("y")
+    lp = pt.special.log_softmax(top.dot(W) + b, axis=-1)
+    cost = -lp[pt.arange(yy.shape[0]), yy].sum()
+    out_fwd = pytensor.function([top, yy], cost, mode="NUMBA")
+    out_grad = pytensor.function([top, yy], [cost, *pytensor.grad(cost, [top, W, b])], mode="NUMBA")
+    z = pt.matrix("z", dtype=f32)
+    lsm = pytensor.function([z], pt.special.log_softmax(z, axis=-1), mode="NUMBA")
+    ex = pytensor.function([z], pt.exp(z), mode="NUMBA")
+
+    # The recurrent stack alone: embedding + L scans, cost = <h_top, R>, and its gradient.
+    emb = pytensor.shared(rng.uniform(-0.1, 0.1, (C, H)).astype(f32))
+    Wx = [pytensor.shared(rng.uniform(-0.07, 0.07, (H, G * H)).astype(f32)) for _ in range(L)]
+    Wh = [pytensor.shared(rng.uniform(-0.07, 0.07, (H, G * H)).astype(f32)) for _ in range(L)]
+    bb = [pytensor.shared(np.zeros(G * H, f32)) for _ in range(L)]
+    xs = pt.imatrix("x")
+    ms = pt.matrix("m", dtype=f32)
+    h = emb[xs]
+    for i in range(L):
+        xp = project_inputs(h, Wx[i], bb[i])
+        init = [pt.zeros((B, H), f32)] * CELLS[args.cell].states
+        h = run_cell(CELLS[args.cell], xp, ms, init, Wh[i])[0]
+    R = rng.standard_normal((T, B, H)).astype(f32)
+    rc = (h * R).sum()
+    rnn_params = [emb, *Wx, *Wh, *bb]
+    rnn_fwd = pytensor.function([xs, ms], rc, mode="NUMBA")
+    rnn_grad = pytensor.function([xs, ms], [rc, *pytensor.grad(rc, rnn_params)], mode="NUMBA")
+
+    topv = rng.standard_normal((T * B, H)).astype(f32)
+    yv = y.ravel()
+    zv = rng.standard_normal((T * B, C)).astype(f32)
+    for f in (lambda: out_fwd(topv, yv), lambda: out_grad(topv, yv), lambda: lsm(zv),
+              lambda: ex(zv), lambda: rnn_fwd(x, mask), lambda: rnn_grad(x, mask)):
+        f()  # compile
+
+    Wv = W.get_value()
+
+    def np_lsm():
+        m = zv.max(axis=1, keepdims=True)
+        s = zv - m
+        return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+
+    def gemms():  # the products of one training step (forward + both backward products)
+        logits = topv @ Wv
+        d_top = logits @ Wv.T
+        dW = topv.T @ logits
+        return d_top, dW
+
+    threadpool_limits(limits=args.threads, user_api="blas")
+    rows = [
+        ("train_step (engine, whole step)", lambda: eng.train_step(x, y, mask, state)),
+        ("eval_step (engine, forward only)", lambda: eng.eval_step(x, y, mask, state)),
+        ("output layer: forward", lambda: out_fwd(topv, yv)),
+        ("output layer: forward + gradient", lambda: out_grad(topv, yv)),
+        ("output layer: the 3 GEMMs in numpy", gemms),
+        (f"log_softmax (400, {C}) Numba", lambda: lsm(zv)),
+        (f"log_softmax (400, {C}) numpy", np_lsm),
+        (f"exp (400, {C}) Numba", lambda: ex(zv)),
+        (f"exp (400, {C}) numpy", lambda: np.exp(zv)),
+        ("recurrent stack: forward", lambda: rnn_fwd(x, mask)),
+        ("recurrent stack: forward + gradient", lambda: rnn_grad(x, mask)),
+    ]
+    print(f"cell {args.cell}, T={T} B={B} H={H} L={L} C={C}, BLAS threads {args.threads}")
+    for name, f in rows:
+        t = timeit(f)
+        print(f"{name:42s} {t * 1e3:8.2f} ms   {T * B / t:10,.0f} words/s")
+
+    buf = StringIO()
+    pytensor.dprint(eng._train_fn, file=buf, print_type=True)
+    text = buf.getvalue()
+    n_f64 = len(re.findall(r"float64", text))
+    ops = re.findall(r"^[ |]*(\w+)\{", text, re.M)
+    print(f"training graph: {len(text.splitlines())} lines, {n_f64} float64 mentions, "
+          f"{sum(1 for o in ops if o == 'Scan')} scans (forward and backward, each level)")
+    if args.dprint:
+        with open(args.dprint, "w") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()

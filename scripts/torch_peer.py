@@ -1,0 +1,171 @@
+"""The PyTorch CPU peer of ``scripts/bench.py``: the same models, initialisation and optimizer.
+
+Run by ``bench.py`` as a subprocess (in ``.venv-torch`` when the main environment has no
+torch): ``torch_peer.py SPEC.json`` reads the spec the bench wrote (data and initial
+parameters in an ``.npz``, the configuration, the thread counts to try) and prints one JSON
+object on its last line of stdout. It needs only numpy and torch, never ``rnn_theano``, so it
+runs on any Python that has a CPU build of torch.
+
+Models (float32, the parameters loaded from the bench's ``.npz``, so both sides start from
+the same numbers):
+
+* ``tutorial`` (config a): the WildML RNN, no biases, one sentence per SGD step on the summed
+  cross-entropy, the tutorial's truncated BPTT (every output's error flows back ``k`` steps
+  past its own), computed as ``RNNTheano`` does: the recurrence without gradient, then the
+  last k+1 steps of every position replayed together from a detached state.
+  The input columns ``U[:, x_t]`` are a sparse embedding lookup, so SGD touches only the
+  columns a sentence used, as ``RNNTheano`` does.
+* ``lm`` (configs b, c, d): ``nn.Embedding`` -> ``nn.RNN``/``nn.GRU``/``nn.LSTM`` -> ``nn.Linear``,
+  the engine's architecture: PyTorch's recurrent bias ``bias_hh`` is set to zero and frozen
+  (the engine has one bias per gate; gate orders are the same), the loss is the mean masked
+  cross-entropy per token, SGD with optional clipping by global norm, the state carried (and
+  detached) from window to window in stream mode.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import timed_reps  # noqa: E402  (bench.py needs only numpy at import)
+
+
+def tutorial_model(data, spec):
+    k = spec["bptt_truncate"]
+    lr = spec["learning_rate"]
+    E = nn.Parameter(torch.from_numpy(np.ascontiguousarray(data["U"].T, dtype=np.float32)))
+    V = nn.Parameter(torch.from_numpy(data["V"].astype(np.float32)))
+    W = nn.Parameter(torch.from_numpy(data["W"].astype(np.float32)))
+    opt = torch.optim.SGD([E, V, W], lr=lr)
+    H = W.shape[0]
+    ids, offsets = data["ids"].astype(np.int64), data["offsets"]
+    sentences = [torch.from_numpy(ids[offsets[i]:offsets[i + 1]])
+                 for i in range(len(offsets) - 1)]
+
+    def step(sentence):
+        x, y = sentence[:-1], sentence[1:]
+        T = len(x)
+        xU = F.embedding(x, E, sparse=True)  # (T, H): the columns U[:, x_t]
+        with torch.no_grad():
+            s, states = torch.zeros(H), []
+            for t in range(T):
+                s = torch.tanh(xU[t] + W @ s)
+                states.append(s)
+            S = torch.stack(states)
+        n = min(k + 1, T) if k >= 0 else T
+        zeros = torch.zeros(n, H)
+        h = torch.cat([zeros, S])[:T]                                  # s_{t-n}, detached
+        pos = torch.arange(n)[:, None] + torch.arange(T)[None, :] - n + 1  # (n, T)
+        xw = torch.cat([zeros, xU])[pos + n]                           # (n, T, H)
+        valid = (pos >= 0).float()[:, :, None]
+        for j in range(n):
+            h = valid[j] * torch.tanh(xw[j] + h @ W.T) + (1 - valid[j]) * h
+        loss = F.cross_entropy(h @ V.T, y, reduction="sum")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss) / T, T
+
+    return [(s,) for s in sentences], step, None
+
+
+CELLS = {"rnn": lambda E, H, L: nn.RNN(E, H, L, nonlinearity="tanh"),
+         "gru": lambda E, H, L: nn.GRU(E, H, L),
+         "lstm": lambda E, H, L: nn.LSTM(E, H, L)}
+
+
+class LM(nn.Module):
+    def __init__(self, data, spec):
+        super().__init__()
+        lm = spec["lm"]
+        C, Ed, H, L = lm["vocab_size"], lm["embed_dim"], lm["hidden_dim"], lm["layers"]
+        self.cell, self.L, self.H = lm["cell"], L, H
+        self.embed = nn.Embedding(C, Ed)
+        self.rnn = CELLS[lm["cell"]](Ed, H, L)
+        self.out = nn.Linear(H, C)
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+        with torch.no_grad():
+            self.embed.weight.copy_(t(data["p_embed"]))
+            for i in range(L):
+                getattr(self.rnn, f"weight_ih_l{i}").copy_(t(data[f"p_l{i}_Wx"].T))
+                getattr(self.rnn, f"weight_hh_l{i}").copy_(t(data[f"p_l{i}_Wh"].T))
+                getattr(self.rnn, f"bias_ih_l{i}").copy_(t(data[f"p_l{i}_b"]))
+                bhh = getattr(self.rnn, f"bias_hh_l{i}")
+                bhh.zero_()
+                bhh.requires_grad_(False)  # the engine has one bias per gate
+            self.out.weight.copy_(t(data["p_out_W"].T))
+            self.out.bias.copy_(t(data["p_out_b"]))
+
+    def initial_state(self, B):
+        z = torch.zeros(self.L, B, self.H)
+        return (z, z.clone()) if self.cell == "lstm" else z
+
+    def forward(self, x, state):
+        out, state = self.rnn(self.embed(x), state)
+        return self.out(out), state
+
+
+def lm_model(data, spec):
+    model = LM(data, spec)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=spec["learning_rate"])
+    clip = spec.get("clip_norm")
+    stream = spec["stream"]
+    X, Y, M = data["x"], data["y"], data["mask"]  # (N, T, B) padded to a common T in sentence mode
+    lengths = data["lengths"]
+    batches = []
+    for i in range(len(X)):
+        T = int(lengths[i])
+        batches.append((torch.from_numpy(X[i, :T].astype(np.int64)),
+                        torch.from_numpy(Y[i, :T].astype(np.int64)),
+                        torch.from_numpy(M[i, :T].astype(np.float32))))
+    B = X.shape[2]
+    carry = {"state": model.initial_state(B)}
+
+    def detach(s):
+        return tuple(v.detach() for v in s) if isinstance(s, tuple) else s.detach()
+
+    def step(x, y, mask):
+        state = carry["state"] if stream else model.initial_state(x.shape[1])
+        logits, final = model(x, state)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+        n = mask.sum()
+        loss = (ce * mask.reshape(-1)).sum() / torch.clamp(n, min=1.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        carry["state"] = detach(final)
+        return float(loss), float(n)
+
+    return batches, step, None
+
+
+def run(spec):
+    data = dict(np.load(spec["data"]))
+    torch.manual_seed(0)
+    build = tutorial_model if spec["kind"] == "tutorial" else lm_model
+    items, step, _ = build(data, spec)
+    results = {"impl": "pytorch", "torch_version": torch.__version__}
+    loss, _ = step(*items[0])  # the first step: its loss checks that the models agree
+    results["first_loss"] = loss
+    results["compile_warm_s"] = None
+    results["by_threads"] = timed_reps(items, lambda *item: step(*item)[1], spec["threads"],
+                                       spec["warmup"], spec["reps"], torch.set_num_threads)
+    results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return results
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as f:
+        spec = json.load(f)
+    print(json.dumps(run(spec)))

@@ -1,0 +1,63 @@
+"""The benchmark machinery (scripts/bench.py) on tiny models, without the PyTorch peer."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "scripts" / "bench.py"
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flops_per_token_formula():
+    bench = _bench_module()
+    cfgs = bench.configs(tiny=False)
+    # Tutorial: 6 (H^2 + H C) with H = 100, C = 8000.
+    assert bench.flops_per_token(cfgs["a"]) == 6 * (100 * 100 + 100 * 8000)
+    # PTB small LSTM: 6 [2 (200 + 200) 4 200 + 200 * 10000] = 15.84 MFLOP.
+    assert bench.flops_per_token(cfgs["c"]) == pytest.approx(15.84e6)
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--tiny", "--synthetic", "--no-peer", "--no-cold",
+         "--configs", "a,c", "--reps", "1", "--threads", "1", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_bench_json_has_the_figures(tiny_results):
+    results, stdout = tiny_results
+    for key in ("date", "machine", "gemm_gflops", "gemm_gflops_by_threads", "configs", "memory"):
+        assert key in results
+    assert results["gemm_gflops"] > 0
+    assert results["peer_python"] is None  # --no-peer
+    assert set(results["configs"]) == {"a", "c"}
+    impls = {name: [r["impl"] for r in c["results"]] for name, c in results["configs"].items()}
+    assert impls == {"a": ["numpy", "rnn_theano"], "c": ["engine"]}
+    for c in results["configs"].values():
+        assert c["flops_per_token"] > 0
+        for r in c["results"]:
+            assert "error" not in r, r
+            assert r["words_per_sec"] > 0 and r["best_threads"] == "1"
+            assert r["peak_rss_mib"] > 0 and 0 < r["gemm_fraction"] < 1
+            assert r["ratio_to_peer"] is None  # no peer to compare with
+            if r["impl"] != "numpy":
+                assert r["compile_warm_s"] >= 0
+    # The same model from the same initialisation: the first losses agree.
+    a = results["configs"]["a"]["results"]
+    assert a[0]["first_loss"] == pytest.approx(a[1]["first_loss"], rel=1e-4)
+    assert "| a   | numpy" in stdout and "GEMM ceiling" in stdout
