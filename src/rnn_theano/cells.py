@@ -53,13 +53,23 @@ def _keep_padding(m_t: Tensor, new: Tensor, old: Tensor) -> Tensor:
     return m * new + (1 - m) * old
 
 
+def _tanh(a: Tensor) -> Tensor:
+    """tanh(a), written as 2 sigmoid(2a) - 1.
+
+    The same function, but Numba compiles ``tanh`` to a scalar library call per element (pip's
+    llvmlite has no SVML): measured 308 us against 90 us for this form on a (20, 800) float32
+    array, inside every step of the loop and of its gradient.
+    """
+    return 2.0 * pt.sigmoid(2.0 * a) - 1.0
+
+
 def _gate(a: Tensor, k: int, H: int) -> Tensor:
     """Column block k (gate k) of a fused (B, G*H) pre-activation."""
     return a[:, k * H:(k + 1) * H]
 
 
 def _rnn_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor) -> Tensor:
-    return _keep_padding(m_t, pt.tanh(xp_t + h_prev.dot(Wh)), h_prev)
+    return _keep_padding(m_t, _tanh(xp_t + h_prev.dot(Wh)), h_prev)
 
 
 def _relu_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor) -> Tensor:
@@ -71,7 +81,7 @@ def _gru_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor) -> Tensor:
     a = h_prev.dot(Wh)  # (B, 3H): the one recurrent product
     r = pt.sigmoid(_gate(xp_t, 0, H) + _gate(a, 0, H))
     z = pt.sigmoid(_gate(xp_t, 1, H) + _gate(a, 1, H))
-    n = pt.tanh(_gate(xp_t, 2, H) + r * _gate(a, 2, H))
+    n = _tanh(_gate(xp_t, 2, H) + r * _gate(a, 2, H))
     return _keep_padding(m_t, (1 - z) * n + z * h_prev, h_prev)
 
 
@@ -81,10 +91,10 @@ def _lstm_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, c_prev: Tensor,
     a = xp_t + h_prev.dot(Wh)  # (B, 4H): the one recurrent product
     i = pt.sigmoid(_gate(a, 0, H))
     f = pt.sigmoid(_gate(a, 1, H))
-    g = pt.tanh(_gate(a, 2, H))
+    g = _tanh(_gate(a, 2, H))
     o = pt.sigmoid(_gate(a, 3, H))
     c = f * c_prev + i * g
-    h = o * pt.tanh(c)
+    h = o * _tanh(c)
     return [_keep_padding(m_t, h, h_prev), _keep_padding(m_t, c, c_prev)]
 
 
