@@ -62,4 +62,4 @@ bench: $(STAMP)
 	$(PY) scripts/bench.py --make-torch-venv --out $(BENCH_OUT) $(if $(QUICK),--quick) $(BENCH_FLAGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) .venv-torch .pytest_cache build src/*.egg-info
