@@ -142,16 +142,16 @@ def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | Non
         vocab = build_stream_vocabulary(splits.train, config.vocab_size)
     else:
         vocab = Vocabulary.build(splits.train, config.vocab_size)
-    engine = (model_from_checkpoint(resumed, **asdict(config)) if resumed
-              else build_engine(asdict(config), lm_config(asdict(config), len(vocab))))
+    settings = {**asdict(config), "family": "engine", "learning_rate": config.lr}
+    engine = (model_from_checkpoint(resumed, **settings) if resumed
+              else build_engine(settings, lm_config(settings, len(vocab))))
+    settings["lm"] = engine.config.to_dict()
     batches = {name: make_batches(sents, vocab, stream=config.stream, seed=config.seed,
                                   batch_size=config.batch_size, bptt_len=config.bptt_len)
                for name, sents in (("train", splits.train), ("valid", splits.valid),
                                    ("test", splits.test)) if sents}
     unigram = unigram_loss_of_batches(batches["train"], batches["valid"], len(vocab))
     _report(config, splits, engine, vocab, batches["train"].n_tokens, unigram)
-    settings = {**asdict(config), "family": "engine", "learning_rate": config.lr,
-                "lm": engine.config.to_dict()}
     out = Path(config.model_out)
 
     def save(state: dict) -> None:

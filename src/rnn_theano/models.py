@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import Checkpoint
-from .config import DEFAULT_LEARNING_RATES
 from .engine import LMEngine
 from .errors import UserError
 from .lm import LMConfig
@@ -65,11 +64,11 @@ def lm_config(config: dict[str, Any], vocab_size: int) -> LMConfig:
 
 def build_engine(config: dict[str, Any], arch: LMConfig,
                  params: dict[str, np.ndarray] | None = None) -> LMEngine:
-    """An ``LMEngine`` with the optimizer settings of ``config``."""
-    optimizer = config.get("optimizer", "sgd")
-    lr = config.get("learning_rate") or DEFAULT_LEARNING_RATES[optimizer]
-    return LMEngine(arch, params, mode=config.get("mode", "NUMBA"), optimizer=optimizer,
-                    learning_rate=lr, clip_norm=config.get("clip_norm") or None,
+    """An ``LMEngine`` with the optimizer settings of ``config`` (its learning rate resolved,
+    as ``TrainConfig.lr`` does and as every checkpoint records it)."""
+    return LMEngine(arch, params, mode=config.get("mode", "NUMBA"),
+                    optimizer=config.get("optimizer", "sgd"),
+                    learning_rate=config["learning_rate"], clip_norm=config.get("clip_norm") or None,
                     weight_decay=config.get("weight_decay", 0.0))
 
 
