@@ -267,8 +267,8 @@ def worker(spec: dict) -> dict:
         from rnn_theano.lm import LMConfig
         config = LMConfig(**spec["lm"], float32=True)
         params = {k[2:]: v for k, v in data.items() if k.startswith("p_")}
-        engine = LMEngine(config, params, optimizer="sgd", learning_rate=spec["learning_rate"],
-                          clip_norm=spec["clip_norm"])
+        engine = LMEngine(config, params, mode=spec.get("mode", "NUMBA"), optimizer="sgd",
+                          learning_rate=spec["learning_rate"], clip_norm=spec["clip_norm"])
         items = [(data["x"][i, :T], data["y"][i, :T], data["mask"][i, :T])
                  for i, T in enumerate(data["lengths"])]
         carry = {"state": engine.initial_state(data["x"].shape[2])}
@@ -441,6 +441,11 @@ def main(argv=None) -> int:
     p.add_argument("--torch-python", default=None, help="a Python with torch for the peer")
     p.add_argument("--make-torch-venv", action="store_true",
                    help="create .venv-torch (Python 3.11 + torch 2.13.0 CPU) if no torch is found")
+    p.add_argument("--mode", default="NUMBA", choices=("NUMBA", "JAX"),
+                   help="PyTensor backend of the engine (configs b, c, d); JAX runs on a GPU "
+                   "when jax has one (scripts/gpu_check.sh)")
+    p.add_argument("--peer-device", default="cpu", choices=("cpu", "cuda"),
+                   help="where the PyTorch peer runs (configs b, c, d)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -471,7 +476,8 @@ def main(argv=None) -> int:
     source, sentences = load_corpus(args)
     print(f"corpus: {source}, {len(sentences):,} sentences", flush=True)
 
-    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    results = {"engine_mode": args.mode, "peer_device": args.peer_device,
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
                "machine": machine_info(), "corpus": source, "quick": args.quick,
                "threads_tried": threads, "reps": reps, "warmup": args.warmup,
@@ -495,7 +501,8 @@ def main(argv=None) -> int:
             results["configs"][name] = entry
             for impl in cfg["impls"]:
                 spec = dict(cfg, impl=impl, config=name, threads=threads, reps=reps,
-                            warmup=args.warmup, data=str(data_np if impl == "numpy" else data))
+                            warmup=args.warmup, data=str(data_np if impl == "numpy" else data),
+                            mode=args.mode, device=args.peer_device)
                 spec.pop("impls")
                 print(f"[{time.perf_counter() - started:5.0f}s] {name} {impl} ...", flush=True)
                 if impl == "pytorch":

@@ -132,7 +132,7 @@ def main() -> None:
         print(f"{name:42s} {t * 1e3:8.2f} ms   {T * B / t:10,.0f} words/s")
 
     buf = StringIO()
-    pytensor.dprint(eng._train_fn, file=buf, print_type=True)
+    pytensor.dprint(eng._function("train", x), file=buf, print_type=True)
     text = buf.getvalue()
     n_f64 = len(re.findall(r"float64", text))
     ops = re.findall(r"^[ |]*(\w+)\{", text, re.M)

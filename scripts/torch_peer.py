@@ -105,7 +105,7 @@ class LM(nn.Module):
             self.out.bias.copy_(t(data["p_out_b"]))
 
     def initial_state(self, B):
-        z = torch.zeros(self.L, B, self.H)
+        z = torch.zeros(self.L, B, self.H, device=self.embed.weight.device)
         return (z, z.clone()) if self.cell == "lstm" else z
 
     def forward(self, x, state):
@@ -127,6 +127,9 @@ def lm_model(data, spec):
         batches.append((torch.from_numpy(X[i, :T].astype(np.int64)),
                         torch.from_numpy(Y[i, :T].astype(np.int64)),
                         torch.from_numpy(M[i, :T].astype(np.float32))))
+    device = torch.device(spec.get("device", "cpu"))
+    model.to(device)
+    batches = [tuple(t.to(device) for t in batch) for batch in batches]
     B = X.shape[2]
     carry = {"state": model.initial_state(B)}
 
@@ -155,7 +158,8 @@ def run(spec):
     torch.manual_seed(0)
     build = tutorial_model if spec["kind"] == "tutorial" else lm_model
     items, step, _ = build(data, spec)
-    results = {"impl": "pytorch", "torch_version": torch.__version__}
+    results = {"impl": "pytorch", "torch_version": torch.__version__,
+               "device": spec.get("device", "cpu")}
     loss, _ = step(*items[0])  # the first step: its loss checks that the models agree
     results["first_loss"] = loss
     results["compile_warm_s"] = None

@@ -77,8 +77,20 @@ def reference_cost(cfg, P: dict, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
         else:
             tops = fwd
         for t in range(n):
-            logits = tops[t] @ out_W + P["out_b"]
-            m = logits.max()
-            log_z = m + np.log(np.exp(logits - m).sum())
-            total += log_z - logits[y[t, b]]
+            total -= _log_prob(cfg, P, out_W, tops[t], int(y[t, b]))
     return total, final
+
+
+def _log_softmax(a: np.ndarray) -> np.ndarray:
+    m = a.max()
+    return a - m - np.log(np.exp(a - m).sum())
+
+
+def _log_prob(cfg, P: dict, out_W: np.ndarray, top: np.ndarray, word: int) -> float:
+    """log p(word | top): full softmax, or class k = word // M then the word within it."""
+    if not cfg.softmax_classes:
+        return float(_log_softmax(top @ out_W + P["out_b"])[word])
+    M = cfg.class_size
+    k, members = word // M, slice(word // M * M, min(word // M * M + M, cfg.vocab_size))
+    class_lp = _log_softmax(top @ P["class_W"] + P["class_b"])[k]
+    return float(class_lp + _log_softmax(top @ out_W[:, members] + P["out_b"][members])[word % M])

@@ -61,3 +61,19 @@ def test_bench_json_has_the_figures(tiny_results):
     a = results["configs"]["a"]["results"]
     assert a[0]["first_loss"] == pytest.approx(a[1]["first_loss"], rel=1e-4)
     assert "| a   | numpy" in stdout and "GEMM ceiling" in stdout
+
+
+def test_bench_runs_the_engine_under_jax(tiny_results, tmp_path):
+    """The path scripts/gpu_check.sh takes on a GPU, here on CPU JAX: same first loss."""
+    out = tmp_path / "jax.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--tiny", "--synthetic", "--no-peer", "--no-cold",
+         "--configs", "c", "--reps", "1", "--threads", "1", "--mode", "JAX", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert results["engine_mode"] == "JAX"
+    (engine,) = results["configs"]["c"]["results"]
+    assert "error" not in engine and engine["words_per_sec"] > 0
+    numba = tiny_results[0]["configs"]["c"]["results"][0]
+    assert engine["first_loss"] == pytest.approx(numba["first_loss"], rel=1e-5)

@@ -1,6 +1,7 @@
 """The engine through the command line: sentence and stream training, evaluate, generate,
 fill in the blank, and the flag combinations that make no sense."""
 
+import json
 import math
 import re
 from pathlib import Path
@@ -9,8 +10,11 @@ import numpy as np
 import pytest
 
 from rnn_theano.checkpoint import load_checkpoint
-from rnn_theano.cli import evaluate_main, fill_blank_main, generate_main, train_main
+from rnn_theano.cli import evaluate_main, fill_blank_main, generate_main, train_main, user_errors
+from rnn_theano.curves import main as curves_main
 from test_cli import check_user_error
+
+plot_curves = user_errors(curves_main)
 
 SMALL_LSTM = ["--cell", "lstm", "--hidden-dim", "16", "--batch-size", "8", "--vocab-size", "300",
               "--optimizer", "adam", "--learning-rate", "0.01"]
@@ -60,18 +64,25 @@ def test_generate_works_with_an_engine_model(sentence_model, capsys):
 
 
 def test_stream_mode_trains_on_ptb_with_eos_vocabulary(shared_data, tmp_path, capsys):
-    out = tmp_path / "gru.npz"
+    out, log = tmp_path / "gru.npz", tmp_path / "gru.json"
     ptb = shared_data / "ptb"
     assert train_main(["--data", str(ptb / "ptb.valid.txt"), "--valid", str(ptb / "ptb.test.txt"),
                        "--max-sentences", "800", "--stream", "--cell", "gru", "--layers", "2",
                        "--hidden-dim", "16", "--batch-size", "10", "--bptt-len", "10",
                        "--vocab-size", "2000", "--clip-norm", "0.25", "--learning-rate", "5",
                        "--lr-decay", "0.5", "--decay-after", "1", "--epochs", "2",
-                       "--model-out", str(out)]) == 0
+                       "--model-out", str(out), "--log-json", str(log)]) == 0
     ckpt = load_checkpoint(out)
     assert "<eos>" in ckpt.vocab and "<unk>" == ckpt.vocab.words[0]
     assert "SENTENCE_START" not in ckpt.vocab and "N" in ckpt.vocab  # case kept in stream mode
     assert [row["learning_rate"] for row in ckpt.state["history"]] == [5.0, 2.5]
+    run = json.loads(log.read_text())  # --log-json: every epoch, the settings, the outcome
+    assert run["history"] == ckpt.state["history"]
+    assert run["settings"]["cell"] == "gru" and run["vocab_size"] == len(ckpt.vocab)
+    assert run["parameters"] == sum(p.size for p in ckpt.params.values())
+    assert run["best_valid_ppl"] == pytest.approx(min(r["valid_ppl"] for r in run["history"]))
+    assert plot_curves(["--reference", "gru=120", str(log), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert generate_main(["--model", str(out), "--num-sentences", "1", "--min-length", "1"]) == 0
     assert capsys.readouterr().out.strip()
 
@@ -124,12 +135,22 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(reddit, 
     (["--layers", "0"], "--layers"),
     (["--batch-size", "0"], "--batch-size"),
     (["--optimizer", "lbfgs"], "--optimizer"),
-    (["--cell", "gru", "--mode", "JAX"], "jax"),
+    (["--softmax-classes", "1", "--cell", "gru"], "--softmax-classes"),
     (["--cell", "gru", "--identity-init"], "identity"),
 ])
 def test_bad_engine_flags(flags, needle, tmp_path, capsys, reddit):
     check_user_error(train_main, ["--data", str(reddit), *flags,
                                   "--model-out", str(tmp_path / "m.npz")], capsys, needle)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_jax_mode_without_jax_names_the_install(tmp_path, capsys, reddit, monkeypatch):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "jax" else find_spec(name, *a))
+    check_user_error(train_main, ["--data", str(reddit), "--cell", "gru", "--mode", "JAX",
+                                  "--model-out", str(tmp_path / "m.npz")], capsys, "[jax]")
     assert not (tmp_path / "m.npz").exists()
 
 
@@ -150,3 +171,35 @@ def test_resume_keeps_the_engine_and_its_settings(sentence_model, reddit, tmp_pa
     assert ckpt.config["family"] == "engine" and ckpt.config["batch_size"] == 8
     assert ckpt.config["optimizer"] == "adam" and ckpt.state["epoch"] == 3
     assert len(ckpt.state["history"]) == 3
+
+
+def test_plot_curves_refuses_what_is_not_a_training_log(tmp_path, capsys):
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"settings": {}, "history": []}')
+    garbage = tmp_path / "garbage.json"
+    garbage.write_bytes(b"\xff\xfe not json")
+    check_user_error(plot_curves, [str(tmp_path / "missing.json")], capsys, "no such file")
+    check_user_error(plot_curves, [str(garbage)], capsys, "not a training log")
+    check_user_error(plot_curves, [str(empty)], capsys, "no finished epoch")
+    check_user_error(plot_curves, [str(empty), "--reference", "x=abc"], capsys, "NAME=PPL")
+
+
+def test_class_softmax_trains_and_evaluates(shared_data, tmp_path, capsys):
+    ptb = shared_data / "ptb"
+    out = tmp_path / "classes.npz"
+    assert train_main(["--data", str(ptb / "ptb.valid.txt"), "--valid", str(ptb / "ptb.test.txt"),
+                       "--test", str(ptb / "ptb.test.txt"), "--max-sentences", "600", "--stream",
+                       "--cell", "gru", "--hidden-dim", "16", "--batch-size", "10",
+                       "--vocab-size", "500", "--softmax-classes", "22", "--clip-norm", "0.25",
+                       "--learning-rate", "5", "--epochs", "2", "--model-out", str(out)]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt.params["class_W"].shape == (16, 22) and ckpt.params["out_W"].shape == (16, 22 * 23)
+    history = ckpt.state["history"]
+    assert history[1]["valid_ppl"] < history[0]["valid_ppl"] < 500  # it learns
+    capsys.readouterr()
+    # Scoring the same stream in the same columns reproduces the training's test perplexity.
+    assert evaluate_main(["--model", str(out), "--data", str(ptb / "ptb.test.txt"),
+                          "--batch-size", "10"]) == 0
+    reported = float(re.search(r"perplexity ([\d.]+)", capsys.readouterr().out).group(1))
+    assert reported == pytest.approx(ckpt.state["test_ppl"], rel=1e-3)
+    assert generate_main(["--model", str(out), "--num-sentences", "1", "--min-length", "1"]) == 0

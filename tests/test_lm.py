@@ -32,6 +32,11 @@ CONFIGS["rnn-tied-nobias"] = LMConfig(cell="rnn", vocab_size=C, embed_dim=H, hid
 CONFIGS["lstm-2xbi-tied"] = LMConfig(cell="lstm", vocab_size=C, embed_dim=2 * H, hidden_dim=H,
                                      layers=2, bidirectional=True, tie_weights=True,
                                      float32=False, seed=5)
+CONFIGS["gru-2xuni-classes"] = LMConfig(cell="gru", vocab_size=C, embed_dim=E, hidden_dim=H,
+                                        layers=2, softmax_classes=3, float32=False, seed=6)
+CONFIGS["lstm-1xbi-classes"] = LMConfig(cell="lstm", vocab_size=C, embed_dim=E, hidden_dim=H,
+                                        bidirectional=True, softmax_classes=2, float32=False,
+                                        seed=7)
 
 
 class Compiled:
@@ -161,3 +166,34 @@ def test_parameter_names_and_shapes() -> None:
         check_lm_params(config, {**params, "l1_Wh": np.zeros((H, H))})
     with pytest.raises(UserError, match="unexpected"):
         check_lm_params(config, {**params, "extra": np.zeros(1)})
+
+
+@pytest.mark.parametrize("name", ["gru-2xuni-classes", "lstm-1xbi-classes"])
+def test_class_softmax_is_a_distribution_and_the_cost_reads_it(name) -> None:
+    """exp(log_probs) sums to 1 over the C words (padding gets nothing), and the cheap
+    target-class path of the cost gives exactly the full distribution's target entries."""
+    config = CONFIGS[name]
+    params = shared_params(init_lm_params(config))
+    for p in params.values():  # biases away from zero, so the padding mask has work to do
+        if p.get_value().ndim == 1:
+            p.set_value(np.random.default_rng(0).normal(0, 1.0, p.get_value().shape))
+    g = build_lm(config, params)
+    fn = pytensor.function([g.x, g.y, g.mask, g.state], [g.cost, g.log_probs], mode=PY_MODE)
+    x, y, mask, state = _batch(config, [T, T - 1], seed=4)
+    cost, log_probs = fn(x, y, mask, state)
+    assert log_probs.shape == (T, 2, C)
+    np.testing.assert_allclose(np.exp(log_probs).sum(axis=2), 1.0, rtol=1e-12)
+    target = np.take_along_axis(log_probs, y[:, :, None], axis=2)[:, :, 0]
+    assert cost == pytest.approx(-(target * mask).sum(), rel=1e-12)
+
+
+def test_class_softmax_parameters_and_refusals() -> None:
+    config = CONFIGS["gru-2xuni-classes"]  # C = 7 words in K = 3 classes of M = 3 (2 padding)
+    params = init_lm_params(config)
+    assert config.class_size == 3 and config.output_size == 9
+    assert params["class_W"].shape == (H, 3) and params["class_b"].shape == (3,)
+    assert params["out_W"].shape == (H, 9) and params["out_b"].shape == (9,)
+    with pytest.raises(UserError, match="between 2 and"):
+        LMConfig(vocab_size=10, softmax_classes=11)
+    with pytest.raises(UserError, match="cannot be combined"):
+        LMConfig(vocab_size=10, embed_dim=8, hidden_dim=8, tie_weights=True, softmax_classes=3)

@@ -63,7 +63,12 @@ def _tanh(a: Tensor) -> Tensor:
     return 2.0 * pt.sigmoid(2.0 * a) - 1.0
 
 
-def _gate(a: Tensor, k: int, H: int) -> Tensor:
+def _units(Wh: Tensor) -> int | Tensor:
+    """H, from the static shape when the type has one (JAX needs slice bounds it can see)."""
+    return Wh.type.shape[0] if Wh.type.shape[0] is not None else Wh.shape[0]
+
+
+def _gate(a: Tensor, k: int, H: int | Tensor) -> Tensor:
     """Column block k (gate k) of a fused (B, G*H) pre-activation."""
     return a[:, k * H:(k + 1) * H]
 
@@ -77,7 +82,7 @@ def _relu_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor) -> Tensor:
 
 
 def _gru_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor) -> Tensor:
-    H = Wh.shape[0]
+    H = _units(Wh)
     a = h_prev.dot(Wh)  # (B, 3H): the one recurrent product
     r = pt.sigmoid(_gate(xp_t, 0, H) + _gate(a, 0, H))
     z = pt.sigmoid(_gate(xp_t, 1, H) + _gate(a, 1, H))
@@ -87,7 +92,7 @@ def _gru_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor) -> Tensor:
 
 def _lstm_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, c_prev: Tensor,
                Wh: Tensor) -> list[Tensor]:
-    H = Wh.shape[0]
+    H = _units(Wh)
     a = xp_t + h_prev.dot(Wh)  # (B, 4H): the one recurrent product
     i = pt.sigmoid(_gate(a, 0, H))
     f = pt.sigmoid(_gate(a, 1, H))

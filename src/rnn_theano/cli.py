@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import corpus
+from .atomic import write_json
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import (BLANK, EvaluateConfig, FillBlankConfig, GenerateConfig, TrainConfig,
                      parse_config)
@@ -120,6 +121,8 @@ def _train_tutorial(config: TrainConfig, splits: Splits, resumed: Checkpoint | N
 
     def save(state: dict) -> None:
         save_checkpoint(out, Checkpoint(model.params(), vocab, settings, state))
+        if config.log_json:
+            write_json(config.log_json, {"settings": settings, "history": state["history"]})
 
     state = train(model, train_pairs, valid_pairs, epochs=config.epochs,
                   learning_rate=config.lr, eval_every=config.eval_every,
@@ -146,8 +149,10 @@ def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | Non
     engine = (model_from_checkpoint(resumed, **settings) if resumed
               else build_engine(settings, lm_config(settings, len(vocab))))
     settings["lm"] = engine.config.to_dict()
+    # JAX compiles one function per batch shape: round sentence lengths up to multiples of 8.
     batches = {name: make_batches(sents, vocab, stream=config.stream, seed=config.seed,
-                                  batch_size=config.batch_size, bptt_len=config.bptt_len)
+                                  batch_size=config.batch_size, bptt_len=config.bptt_len,
+                                  pad_multiple=8 if config.mode == "JAX" else 1)
                for name, sents in (("train", splits.train), ("valid", splits.valid),
                                    ("test", splits.test)) if sents}
     unigram = unigram_loss_of_batches(batches["train"], batches["valid"], len(vocab))
@@ -157,17 +162,29 @@ def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | Non
     def save(state: dict) -> None:
         save_checkpoint(out, Checkpoint(engine.get_params(), vocab, settings, state))
 
+    run_log = {"settings": settings, "parameters": count_params(engine),
+               "vocab_size": len(vocab), "train_tokens": batches["train"].n_tokens,
+               "unigram_valid_ppl": math.exp(unigram), "history": []}
+
+    def write_log(history: list[dict]) -> None:
+        if config.log_json:
+            write_json(config.log_json, run_log | {"history": history})
+
     state = train_engine(engine, batches["train"], batches["valid"], batches.get("test"),
                          stream=config.stream,
                          epochs=config.epochs, lr_decay=config.lr_decay,
                          decay_after=config.decay_after, patience=config.patience,
-                         state=resumed.state if resumed else None, save=save, stop=stop)
+                         state=resumed.state if resumed else None, save=save, stop=stop,
+                         on_epoch=write_log)
     print(f"best held-out perplexity {math.exp(state['best_valid_loss']):.2f} "
           f"(unigram {math.exp(unigram):.2f}); model saved to {out}")
+    run_log["best_valid_ppl"] = math.exp(state["best_valid_loss"])
     if "test" in batches:
         score = evaluate(engine, batches["test"], config.stream)
         print(f"test perplexity {score.perplexity:.2f} over {score.n_tokens:,.0f} tokens")
         save(state | {"test_loss": score.loss, "test_ppl": score.perplexity})
+        run_log.update(test_ppl=score.perplexity, test_tokens=score.n_tokens)
+    write_log(state["history"])
     return state
 
 

@@ -91,6 +91,9 @@ class TrainConfig:
     forget_bias: float = engine_flag(1.0, "initial bias of the LSTM's forget gate", metavar="F")
     identity_init: bool = engine_flag(False, "start the relu cell's recurrent matrix at the "
                                       "identity (Le et al. 2015)")
+    softmax_classes: int = engine_flag(0, "class-based softmax with K classes of words in "
+                                       "frequency order (0: full softmax; about sqrt(C) is "
+                                       "fastest)", metavar="K")
     dropout: float = engine_flag(0.0, "dropout on non-recurrent connections", metavar="P")
     batch_size: int = engine_flag(1, "sentences (or stream columns) per step", metavar="B")
     stream: bool = engine_flag(False, "the corpus as one token stream with <eos> per line, "
@@ -114,6 +117,9 @@ class TrainConfig:
     blas_threads: int = flag(1, "threads for BLAS matrix products (0: the library's default)",
                              metavar="N")
     model_out: str = flag("checkpoints/rnn.npz", "checkpoint to write", metavar="PATH")
+    log_json: str | None = flag(None, "rewrite this JSON file after every evaluation with the "
+                                "settings and the per-epoch history (losses, perplexities, "
+                                "learning rate, tokens/s, seconds)", metavar="PATH")
     resume: str | None = flag(None, "continue training from this checkpoint", metavar="PATH")
     seed: int = flag(0, "random seed (initialisation, held-out split, order)", metavar="N")
 

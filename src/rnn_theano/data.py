@@ -69,11 +69,14 @@ def split_held_out(sentences: list[list[str]], fraction: float, seed: int
 
 
 def make_batches(sentences: list[list[str]], vocab: Vocabulary, *, stream: bool,
-                 batch_size: int, bptt_len: int, seed: int = 0) -> SentenceBatches | StreamBatches:
-    """Sentences, or one stream in windows of ``bptt_len``."""
+                 batch_size: int, bptt_len: int, seed: int = 0,
+                 pad_multiple: int = 1) -> SentenceBatches | StreamBatches:
+    """Sentences (lengths padded up to a multiple of ``pad_multiple``), or one stream in
+    windows of ``bptt_len``."""
     if stream:
         return StreamBatches(encode_stream(sentences, vocab), batch_size, bptt_len)
-    return SentenceBatches.from_sentences(sentences, vocab, batch_size, seed=seed)
+    return SentenceBatches.from_sentences(sentences, vocab, batch_size, seed=seed,
+                                          pad_multiple=pad_multiple)
 
 
 def unigram_loss_of_batches(train: SentenceBatches | StreamBatches,

@@ -20,6 +20,7 @@ settings.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +32,7 @@ import pytensor.tensor as pt
 import pytensor.tensor.random as ptr
 from pytensor.compile.mode import Mode
 
+from . import jax_backend
 from .batching import Batch, SentenceBatches, StreamBatches
 from .lm import LMConfig, build_lm, check_lm_params, init_lm_params, shared_params
 from .errors import UserError
@@ -84,51 +86,67 @@ class LMEngine:
                                              name="learning_rate")
         self.optimizer, self.clip_norm, self.weight_decay = optimizer, clip_norm, weight_decay
         self.optimizer_options = optimizer_options or {}
-        # The evaluation graph; the training graph is built with the training function.
-        self._eval = build_lm(config, self.params)
+        # JAX traces scan with a fixed number of steps: one compiled function per batch shape
+        # (bucketed batches keep the shapes few). The other backends take any shape.
+        self.static_shapes = (mode if isinstance(mode, str) else "") == "JAX"
+        if self.static_shapes:
+            jax_backend.enable()
+        self._functions: dict[tuple, Callable] = {}
+        self.optimizer_slots: dict = {}  # one optimizer state for every compiled shape
 
     # --- compiled functions (each compiled on first use) --------------------------------
 
-    def _compile(self, graph, outputs, updates=None):
+    def _function(self, kind: str, x: np.ndarray) -> Callable:
+        """The compiled ``kind`` ("train", "eval" or "log_probs") for inputs shaped like ``x``."""
+        shape = tuple(x.shape) if self.static_shapes else None
+        key = (kind, shape)
+        if key not in self._functions:
+            with warnings.catch_warnings():
+                # Each shape's training graph draws from the one shared dropout generator and
+                # writes it back (PyTensor warns about a generator in several graphs), and the
+                # JAX backend keeps a copy of it inside the compiled function (it says so).
+                warnings.filterwarnings("ignore", "RandomGeneratorVariable .* already been used")
+                warnings.filterwarnings("ignore", "The RandomType SharedVariables")
+                self._functions[key] = self._compile(kind, shape)
+        return self._functions[key]
+
+    @cached_property
+    def _dropout_rng(self):
+        # Dropout draws come from a stream seeded by the config, so runs are reproducible.
+        return ptr.shared_rng(seed=self.config.seed + 1, name="dropout_rng")
+
+    def _compile(self, kind: str, shape: tuple[int, int] | None) -> Callable:
+        if kind == "train":
+            graph = build_lm(self.config, self.params, self._dropout_rng, shape)
+            params = list(self.params.values())
+            objective = graph.cost / pt.maximum(graph.n_tokens, 1)  # mean CE per real token
+            grads = pytensor.grad(objective, params)
+            updates, norm = optimizer_updates(self.optimizer, params, grads, self.learning_rate,
+                                              clip_norm=self.clip_norm,
+                                              weight_decay=self.weight_decay,
+                                              slots=self.optimizer_slots,
+                                              **self.optimizer_options)
+            outputs = [graph.cost, graph.n_tokens, graph.final_state, norm]
+            updates = [*updates, *graph.updates.items()]
+        else:  # evaluation graphs have no random numbers at all
+            graph, updates = build_lm(self.config, self.params, None, shape), None
+            outputs = ([graph.cost, graph.n_tokens, graph.final_state] if kind == "eval"
+                       else [graph.log_probs, graph.final_state])
         return pytensor.function([graph.x, graph.y, graph.mask, graph.state], outputs,
                                  updates=updates, mode=self.mode, allow_input_downcast=True,
                                  on_unused_input="ignore")
 
-    @cached_property
-    def _train_fn(self):
-        # Dropout draws come from a stream seeded by the config, so runs are reproducible.
-        rng = ptr.shared_rng(seed=self.config.seed + 1, name="dropout_rng")
-        graph = build_lm(self.config, self.params, rng)
-        params = list(self.params.values())
-        objective = graph.cost / pt.maximum(graph.n_tokens, 1)  # mean CE per real token
-        grads = pytensor.grad(objective, params)
-        updates, norm = optimizer_updates(self.optimizer, params, grads, self.learning_rate,
-                                          clip_norm=self.clip_norm, weight_decay=self.weight_decay,
-                                          **self.optimizer_options)
-        return self._compile(graph, [graph.cost, graph.n_tokens, graph.final_state, norm],
-                             [*updates, *graph.updates.items()])
-
-    @cached_property
-    def _eval_fn(self):
-        g = self._eval
-        return self._compile(g, [g.cost, g.n_tokens, g.final_state])
-
-    @cached_property
-    def _log_probs_fn(self):
-        g = self._eval
-        return self._compile(g, [g.log_probs, g.final_state])
-
     def train_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
                    state: np.ndarray) -> StepResult:
         """One update of the parameters on batch (x, y, mask), from ``state``."""
-        cost, n, final, norm = self._train_fn(x, y, mask, state)
-        return StepResult(float(cost), float(n), final, float(norm))
+        cost, n, final, norm = self._function("train", x)(x, y, mask, state)
+        return StepResult(float(cost), float(n), np.asarray(final), float(norm))
 
     def eval_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
                   state: np.ndarray) -> StepResult:
         """The batch's summed cross-entropy without dropout and without an update."""
-        cost, n, final = self._eval_fn(x, y, mask, state)
-        return StepResult(float(cost), float(n), final, math.nan)
+        cost, n, final = self._function("eval", x)(x, y, mask, state)
+        return StepResult(float(cost), float(n), np.asarray(final), math.nan)
 
     def log_probs(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
                   state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +155,8 @@ class LMEngine:
         Left to right, ``y`` is unused. Bidirectional, position t's distribution uses x[:t+1]
         and y[t+1:] (the blank is ``y[t]``; its own value is never read).
         """
-        return tuple(self._log_probs_fn(x, y, mask, state))
+        log_p, final = self._function("log_probs", x)(x, y, mask, state)
+        return np.asarray(log_p), np.asarray(final)
 
     # --- state and parameters -------------------------------------------------------------
 

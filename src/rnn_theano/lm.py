@@ -7,6 +7,7 @@ L layers, H_top = H, or 2H when bidirectional)::
     h^0 = e;  h^l = cell_l(h^{l-1})            (T, B, H)   dropout between layers
     top = h^L                                  (T, B, H_top)  dropout
     log p(y_t | ...) = log_softmax(top_t out_W + out_b)    (T, B, C)
+                       (or class-based: log p(class) + log p(word | class), see _class_softmax)
     cost = -sum_{t,b} mask[t,b] log p(y[t,b])  summed cross-entropy over real tokens
 
 Only the recurrences run inside ``scan`` (``cells.run_cell``); the embedding gather, each
@@ -29,6 +30,8 @@ Parameters (a dict of shared variables, saved under these names)::
     l{i}_Wx (D_i, G*H)   l{i}_Wh (H, G*H)   l{i}_b (G*H,)     forward layer i (D_0 = E, else H)
     back{i}_Wx, back{i}_Wh, back{i}_b                          backward layer i (bidirectional)
     out_W (H_top, C)     out_b (C,)                            out_W absent with tied weights
+    class_W (H_top, K)   class_b (K,)                          class-based softmax only; then
+                                                               out_W and out_b have K*M columns
 
 Gate order and cell equations: see ``cells``. With ``tie_weights`` the output layer is
 ``top_t embed.T + out_b`` (Press & Wolf 2017), which needs E == H_top.
@@ -75,6 +78,7 @@ class LMConfig:
     forget_bias: float = 1.0
     relu_identity_init: bool = False
     bias: bool = True
+    softmax_classes: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -91,6 +95,13 @@ class LMConfig:
             raise UserError(f"tied weights need the embedding size ({self.embed_dim}) to equal "
                             f"the top hidden size ({self.top_dim}{twice}): set the embedding "
                             f"size to {self.top_dim}")
+        if self.softmax_classes and not 2 <= self.softmax_classes <= self.vocab_size:
+            raise UserError(f"--softmax-classes {self.softmax_classes} must be between 2 and "
+                            f"the vocabulary size {self.vocab_size} (0: the full softmax; "
+                            f"about sqrt(C) = {round(self.vocab_size ** 0.5)} is fastest)")
+        if self.softmax_classes and self.tie_weights:
+            raise UserError("--softmax-classes and --tie-weights cannot be combined: the class "
+                            "layer's word matrix is laid out by class; drop one of them")
         if self.relu_identity_init and self.cell != "relu":
             raise UserError(f"identity initialisation is for the relu cell, not {self.cell}")
 
@@ -107,6 +118,16 @@ class LMConfig:
     def directions(self) -> tuple[str, ...]:
         """Parameter-name prefixes of the stacks: forward, then backward if bidirectional."""
         return (FORWARD, BACKWARD) if self.bidirectional else (FORWARD,)
+
+    @property
+    def class_size(self) -> int:
+        """M: words per class of the class-based softmax (the last class is padded to M)."""
+        return -(-self.vocab_size // self.softmax_classes)
+
+    @property
+    def output_size(self) -> int:
+        """Columns of out_W: C, or K * M with the class-based softmax (padding included)."""
+        return self.softmax_classes * self.class_size if self.softmax_classes else self.vocab_size
 
     def state_shape(self, batch_size: int) -> tuple[int, int, int, int]:
         """Shape of the carried state: (layers, states per cell, batch, hidden)."""
@@ -137,10 +158,13 @@ def init_lm_params(config: LMConfig) -> dict[str, np.ndarray]:
                                      bias=config.bias, forget_bias=config.forget_bias,
                                      identity_init=config.relu_identity_init)
             params.update({f"{prefix}{i}_{k}": v for k, v in layer.items()})
+    scale = 1.0 / np.sqrt(config.top_dim)
     if not config.tie_weights:
-        scale = 1.0 / np.sqrt(config.top_dim)
-        params["out_W"] = rng.uniform(-scale, scale, (config.top_dim, C))
-    params["out_b"] = np.zeros(C)
+        params["out_W"] = rng.uniform(-scale, scale, (config.top_dim, config.output_size))
+    params["out_b"] = np.zeros(config.output_size)
+    if config.softmax_classes:
+        params["class_W"] = rng.uniform(-scale, scale, (config.top_dim, config.softmax_classes))
+        params["class_b"] = np.zeros(config.softmax_classes)
     return {k: v.astype(config.dtype) for k, v in params.items()}
 
 
@@ -175,17 +199,23 @@ class LMGraph:
     updates: dict        # the dropout generator's update (empty without dropout)
 
 
-def build_lm(config: LMConfig, params: dict[str, Any], dropout_rng: Any | None = None) -> LMGraph:
+def build_lm(config: LMConfig, params: dict[str, Any], dropout_rng: Any | None = None,
+             shape: tuple[int, int] | None = None) -> LMGraph:
     """The graph over the shared ``params``; dropout only when ``dropout_rng`` is given.
+
+    ``shape`` fixes (T, B) in the input types, as the JAX backend needs (its scan must know
+    the number of steps when it traces); without it the graph takes any T and B.
 
     ``dropout_rng`` is a shared generator (``pytensor.tensor.random.shared_rng``); the graph's
     ``updates`` then advance it, and the function compiled from the graph must apply them.
     Build the graph twice over the same shared variables for training (with a generator) and
     evaluation (without): the evaluation graph then contains no random numbers at all.
     """
-    x, y = pt.imatrix("x"), pt.imatrix("y")
-    mask = pt.matrix("mask", dtype=config.dtype)
-    state = pt.tensor("state", dtype=config.dtype, shape=(None,) * 4)
+    T, B = shape or (None, None)
+    x, y = pt.tensor("x", dtype="int32", shape=(T, B)), pt.tensor("y", dtype="int32", shape=(T, B))
+    mask = pt.tensor("mask", dtype=config.dtype, shape=(T, B))
+    state = pt.tensor("state", dtype=config.dtype,
+                      shape=(config.layers, CELLS[config.cell].states, B, config.hidden_dim))
     drop = _Dropout(config, dropout_rng)
 
     S = CELLS[config.cell].states
@@ -201,15 +231,50 @@ def build_lm(config: LMConfig, params: dict[str, Any], dropout_rng: Any | None =
         back_next = pt.concatenate([back[1:], pt.zeros_like(back[:1])], axis=0)
         top = pt.concatenate([top, back_next], axis=2)  # (T, B, 2H)
 
-    out_W = params["embed"].T if config.tie_weights else params["out_W"]
-    logits = project_inputs(drop(top), out_W, params["out_b"])  # (T, B, C)
-    T, B, C = logits.shape[0], logits.shape[1], logits.shape[2]
-    log_probs = pt.special.log_softmax(logits.reshape((T * B, C)), axis=-1)  # (T*B, C)
-    target_lp = log_probs[pt.arange(T * B), y.flatten()]  # (T*B,)
+    top = drop(top)
+    T, B = top.shape[0], top.shape[1]
+    h = top.reshape((T * B, config.top_dim))  # (N, H_top), N = T*B positions
+    if config.softmax_classes:
+        log_probs, target_lp = _class_softmax(config, params, h, y.flatten())
+    else:
+        out_W = params["embed"].T if config.tie_weights else params["out_W"]
+        log_probs = pt.special.log_softmax(h.dot(out_W) + params["out_b"], axis=-1)  # (N, C)
+        target_lp = log_probs[pt.arange(T * B), y.flatten()]  # (N,)
     cost = -(target_lp * mask.flatten()).sum()
     final_state = pt.stack([pt.stack(layer) for layer in finals])  # (L, S, B, H)
-    return LMGraph(x, y, mask, state, cost, mask.sum(), log_probs.reshape((T, B, C)),
+    return LMGraph(x, y, mask, state, cost, mask.sum(),
+                   log_probs.reshape((T, B, config.vocab_size)),
                    final_state, drop.updates())
+
+
+def _class_softmax(config: LMConfig, params: dict[str, Any], h: Tensor,
+                   y: Tensor) -> tuple[Tensor, Tensor]:
+    """Class-based softmax (Mikolov et al. 2011): p(w) = p(class(w)) p(w | class(w)).
+
+    Word ids are in frequency order (the vocabulary's), and class k holds ids k*M .. k*M+M-1:
+    K classes of M words (the last one padded, its padding never predicted). Training needs
+    only the target's class: a softmax over K classes and one over M words, (K + M) H
+    multiply-adds per position instead of C H. The product is a normalised distribution over
+    the C words, so the perplexity it gives is exact, not an estimate.
+
+    Returns the full (N, C) log-probabilities (C H work: only what is evaluated is computed)
+    and the targets' (N,) log-probabilities through the cheap path.
+    """
+    K, M, C = config.softmax_classes, config.class_size, config.vocab_size
+    N = h.shape[0]
+    pad = np.where(np.arange(K * M) < C, 0.0, -1e9).astype(config.dtype)  # padding: p = 0
+    class_lp = pt.special.log_softmax(h.dot(params["class_W"]) + params["class_b"], axis=-1)
+    W = params["out_W"].reshape((config.top_dim, K, M)).dimshuffle(1, 0, 2)  # (K, H_top, M)
+    b = (params["out_b"] + pad).reshape((K, M))                                # (K, M)
+    c, j = y // M, y % M                                                        # (N,) each
+    # Only the target's class: gather its (H_top, M) block per position.
+    in_logits = (h[:, :, None] * W[c]).sum(axis=1) + b[c]                      # (N, M)
+    target_lp = (class_lp[pt.arange(N), c]
+                 + pt.special.log_softmax(in_logits, axis=-1)[pt.arange(N), j])
+    every = pt.special.log_softmax((h.dot(params["out_W"]) + params["out_b"] + pad)
+                                   .reshape((N, K, M)), axis=-1)               # (N, K, M)
+    log_probs = (class_lp[:, :, None] + every).reshape((N, K * M))[:, :C]      # (N, C)
+    return log_probs, target_lp
 
 
 class _Dropout:
@@ -227,7 +292,7 @@ class _Dropout:
     def __call__(self, h: Tensor) -> Tensor:
         if self.rng is None:
             return h
-        self.next_rng, kept = self.next_rng.binomial(1, self.keep, size=h.shape)
+        self.next_rng, kept = self.next_rng.binomial(np.int64(1), self.keep, size=h.shape)
         return h * pt.cast(kept, self.dtype) * np.asarray(1.0 / self.keep, dtype=self.dtype)
 
     def updates(self) -> dict[Any, Any]:
@@ -253,5 +318,6 @@ def _stack(config: LMConfig, params: dict[str, Any], prefix: str, inputs: Tensor
 
 
 def shared_params(params: dict[str, np.ndarray]) -> dict[str, Any]:
-    """One named shared variable per parameter array."""
-    return {name: pytensor.shared(value, name=name) for name, value in params.items()}
+    """One named shared variable per parameter array, its shape fixed in its type."""
+    return {name: pytensor.shared(value, name=name, shape=value.shape)
+            for name, value in params.items()}

@@ -69,12 +69,15 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, test: Batches
                  epochs: int, lr_decay: float, decay_after: int, patience: int,
                  state: dict[str, Any] | None, save: Callable[[dict[str, Any]], None],
                  stop: StopFlag | None = None,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
+                 log: Callable[[str], None] = print,
+                 on_epoch: Callable[[list[dict[str, Any]]], None] | None = None
+                 ) -> dict[str, Any]:
     """Train for ``epochs`` epochs (continuing ``state``); returns the final state.
 
     ``save(state)`` is called whenever the held-out loss improves, with the engine holding
     the improved parameters. On return the engine holds the best parameters seen. ``test``,
     if given, is scored every epoch for the log only; it never steers training.
+    ``on_epoch(history)`` is called after every epoch with the rows so far.
     """
     state = dict(state or {})
     history: list[dict[str, Any]] = list(state.get("history", []))
@@ -103,6 +106,8 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, test: Batches
                 test_score = evaluate(engine, test, stream)
                 row.update(test_loss=test_score.loss, test_ppl=test_score.perplexity)
             history.append(row)
+            if on_epoch:
+                on_epoch(history)
             improved = valid_score.loss < best
             log(f"epoch {epoch:3d}  train ppl {train_score.perplexity:8.2f}  held-out ppl "
                 f"{valid_score.perplexity:8.2f}"

@@ -59,7 +59,7 @@ def lm_config(config: dict[str, Any], vocab_size: int) -> LMConfig:
                     bidirectional=config["bidirectional"], dropout=config["dropout"],
                     tie_weights=config["tie_weights"], bias=not config["no_bias"],
                     forget_bias=config["forget_bias"], relu_identity_init=config["identity_init"],
-                    seed=config["seed"])
+                    softmax_classes=config.get("softmax_classes", 0), seed=config["seed"])
 
 
 def build_engine(config: dict[str, Any], arch: LMConfig,

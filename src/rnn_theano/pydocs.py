@@ -11,15 +11,14 @@ and reST markup are filtered out, and only sentences that look like prose are ke
 from __future__ import annotations
 
 import ast
-import os
 import platform
 import re
 import sysconfig
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from .atomic import atomic_write
 from .corpus import check_max_sentences
 from .tokenize import sentence_splitter, tokenize_words
 
@@ -247,15 +246,7 @@ def _read_cache(path: Path) -> list[list[str]] | None:
 def _write_cache(path: Path, sentences: list[list[str]]) -> None:
     """Write the cache atomically (temporary file, then rename): no reader sees half a file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, lambda f: f.writelines(" ".join(tokens) + "\n" for tokens in sentences),
+                     text=True)
     except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(" ".join(tokens) + "\n" for tokens in sentences)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        pass  # a cache that cannot be written is only a slower next start

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Download, into .whl/, the wheels that scripts/gpu_check.sh installs on a GPU machine that
+# cannot reach a package index (the device machine of this workplace has Python 3.12, jax with
+# CUDA, torch, numpy, scipy, numba; it lacks PyTensor, its small dependencies, and NLTK).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+PY=${PY:-.venv/bin/python}
+"$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+  --platform manylinux2014_x86_64 -d .whl \
+  "pytensor==$("$PY" -c 'import pytensor; print(pytensor.__version__)')" \
+  etuples logical-unification miniKanren cons nltk
+ls .whl

@@ -1,0 +1,35 @@
+"""Atomic file writes: a reader (or a crash) never sees half a file, and the old one survives.
+
+The content goes to a temporary file in the target's directory, is flushed to disk, then
+renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def atomic_write(path: str | Path, write: Callable[[IO], None], *, text: bool = False) -> None:
+    """Create or replace ``path`` with what ``write(file)`` writes, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with (os.fdopen(fd, "w", encoding="utf-8", newline="\n") if text
+              else os.fdopen(fd, "wb")) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """``obj`` as indented JSON at ``path``, atomically."""
+    atomic_write(path, lambda f: json.dump(obj, f, indent=1), text=True)

@@ -1,0 +1,41 @@
+"""What the JAX backend (``--mode JAX``, the route to a GPU) needs beyond PyTensor as shipped.
+
+PyTensor 3.3.8's JAX translation of a reduction (``Sum`` and friends) returns its result in
+the op's *accumulator* dtype: a float32 ``Sum`` accumulates in float64 and stays float64 in
+JAX, while PyTensor's types say float32. Gradients of biases and of the output layer are such
+sums, so after one JAX training step those parameters silently became float64 and the next
+function's ``scan`` refused its float32/float64 carry. ``enable()`` re-registers the
+translation to cast the result to the dtype PyTensor promised.
+"""
+
+from __future__ import annotations
+
+import functools
+
+_enabled = False
+
+
+def enable() -> None:
+    """Install the fix once; the Numba and C backends are untouched."""
+    global _enabled
+    if _enabled:
+        return
+    from pytensor.link.jax.dispatch import jax_funcify
+    from pytensor.tensor.elemwise import CAReduce
+
+    shipped = jax_funcify.dispatch(CAReduce)
+
+    @jax_funcify.register(CAReduce)
+    def careduce_in_output_dtype(op, node=None, **kwargs):
+        reduce = shipped(op, node=node, **kwargs)
+        if node is None:
+            return reduce
+        dtype = node.outputs[0].dtype
+
+        @functools.wraps(reduce)
+        def careduce(x):
+            return reduce(x).astype(dtype)
+
+        return careduce
+
+    _enabled = True
