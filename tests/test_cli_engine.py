@@ -203,3 +203,26 @@ def test_class_softmax_trains_and_evaluates(shared_data, tmp_path, capsys):
     reported = float(re.search(r"perplexity ([\d.]+)", capsys.readouterr().out).group(1))
     assert reported == pytest.approx(ckpt.state["test_ppl"], rel=1e-3)
     assert generate_main(["--model", str(out), "--num-sentences", "1", "--min-length", "1"]) == 0
+
+
+def test_resume_continues_adam_exactly(shared_data, tmp_path):
+    """Two epochs in one run == one epoch, then --resume for one more: Adam's moments and
+    step count travel in the checkpoint."""
+    ptb = shared_data / "ptb"
+    common = ["--data", str(ptb / "ptb.valid.txt"), "--valid", str(ptb / "ptb.test.txt"),
+              "--max-sentences", "300", "--stream", "--cell", "gru", "--hidden-dim", "16",
+              "--batch-size", "8", "--bptt-len", "10", "--vocab-size", "400",
+              "--optimizer", "adam", "--learning-rate", "0.01"]
+    straight, half = tmp_path / "straight.npz", tmp_path / "half.npz"
+    assert train_main([*common, "--epochs", "2", "--model-out", str(straight)]) == 0
+    assert train_main([*common, "--epochs", "1", "--model-out", str(half)]) == 0
+    saved = load_checkpoint(half).optimizer
+    assert saved["adam_steps"] > 0 and "l0_Wh_m" in saved and "l0_Wh_v" in saved
+    resumed = tmp_path / "resumed.npz"
+    assert train_main([*common, "--resume", str(half), "--epochs", "1",
+                       "--model-out", str(resumed)]) == 0
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    assert [r["epoch"] for r in b.state["history"]] == [1, 2]
+    for name, value in a.params.items():
+        np.testing.assert_allclose(b.params[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+    assert b.optimizer["adam_steps"] == a.optimizer["adam_steps"]

@@ -4,6 +4,8 @@ Layout (readable with numpy alone, ``np.load(path)``):
 
 * one array per parameter under its own name; the tutorial model has ``U`` (H, C),
   ``V`` (C, H) and ``W`` (H, H), exactly as the tutorial shapes them;
+* ``__opt__NAME``: the optimizer's state (Adam's moments and step count, RMSprop's mean
+  squares), when the model has any, so a resumed run continues it;
 * ``__meta__``: a 0-d unicode array holding JSON with ``format``, ``version``, ``vocab`` (the
   word list; a word's id is its index), ``config`` (the settings) and ``state`` (epoch,
   learning rate, loss history).
@@ -30,6 +32,7 @@ from .vocab import Vocabulary
 FORMAT = "rnn-theano-checkpoint"
 VERSION = 1
 META_KEY = "__meta__"
+OPT_PREFIX = "__opt__"
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Checkpoint:
     vocab: Vocabulary
     config: dict[str, Any]
     state: dict[str, Any] = field(default_factory=dict)
+    optimizer: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
@@ -47,6 +51,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
     meta = {"format": FORMAT, "version": VERSION, "vocab": list(ckpt.vocab.words),
             "config": ckpt.config, "state": ckpt.state}
     arrays = {name: np.asarray(value) for name, value in ckpt.params.items()}
+    arrays.update({OPT_PREFIX + name: np.asarray(v) for name, v in ckpt.optimizer.items()})
     atomic_write(path, lambda f: np.savez(f, **arrays, **{META_KEY: np.array(json.dumps(meta))}))
 
 
@@ -73,7 +78,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                         f"{VERSION}): {fix}")
     try:
         vocab = Vocabulary(tuple(meta["vocab"]))
-        ckpt = Checkpoint(arrays, vocab, dict(meta["config"]), dict(meta.get("state", {})))
+        optimizer = {name[len(OPT_PREFIX):]: arrays.pop(name)
+                     for name in list(arrays) if name.startswith(OPT_PREFIX)}
+        ckpt = Checkpoint(arrays, vocab, dict(meta["config"]), dict(meta.get("state", {})),
+                          optimizer)
     except (KeyError, TypeError) as e:
         raise UserError(f"{problem} (incomplete metadata: {e}): {fix}") from None
     return ckpt

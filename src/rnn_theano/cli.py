@@ -159,8 +159,16 @@ def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | Non
     _report(config, splits, engine, vocab, batches["train"].n_tokens, unigram)
     out = Path(config.model_out)
 
+    if resumed and resumed.optimizer:
+        if resumed.config.get("optimizer") == config.optimizer:
+            engine.set_optimizer_state(resumed.optimizer)
+        else:
+            print(f"note: the checkpoint was trained with {resumed.config.get('optimizer')}; "
+                  f"{config.optimizer} starts from a fresh state", file=sys.stderr)
+
     def save(state: dict) -> None:
-        save_checkpoint(out, Checkpoint(engine.get_params(), vocab, settings, state))
+        save_checkpoint(out, Checkpoint(engine.get_params(), vocab, settings, state,
+                                        engine.get_optimizer_state()))
 
     run_log = {"settings": settings, "parameters": count_params(engine),
                "vocab_size": len(vocab), "train_tokens": batches["train"].n_tokens,

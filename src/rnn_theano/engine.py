@@ -93,6 +93,7 @@ class LMEngine:
             jax_backend.enable()
         self._functions: dict[tuple, Callable] = {}
         self.optimizer_slots: dict = {}  # one optimizer state for every compiled shape
+        self._saved_slots: dict[str, np.ndarray] = {}  # from a checkpoint, set once compiled
 
     # --- compiled functions (each compiled on first use) --------------------------------
 
@@ -108,6 +109,8 @@ class LMEngine:
                 warnings.filterwarnings("ignore", "RandomGeneratorVariable .* already been used")
                 warnings.filterwarnings("ignore", "The RandomType SharedVariables")
                 self._functions[key] = self._compile(kind, shape)
+            if kind == "train" and self._saved_slots:  # its state variables exist now
+                self.set_optimizer_state(self._saved_slots)
         return self._functions[key]
 
     @cached_property
@@ -170,6 +173,29 @@ class LMEngine:
     def get_params(self) -> dict[str, np.ndarray]:
         """Copies of the current parameters, by name (what a checkpoint saves)."""
         return {name: np.array(p.get_value()) for name, p in self.params.items()}
+
+    def get_optimizer_state(self) -> dict[str, np.ndarray]:
+        """Copies of the optimizer's state (moments, step count), by name; empty for SGD."""
+        if not self.optimizer_slots:
+            return {k: np.array(v) for k, v in self._saved_slots.items()}
+        return {name: np.array(v.get_value()) for name, v in self.optimizer_slots.items()}
+
+    def set_optimizer_state(self, values: dict[str, np.ndarray]) -> None:
+        """Continue from a saved optimizer state (applied when training compiles, if later).
+
+        Names or shapes that do not fit (another optimizer, another model) are a UserError.
+        """
+        self._saved_slots = dict(values)
+        if not self.optimizer_slots:
+            return
+        for name, value in values.items():
+            slot = self.optimizer_slots.get(name)
+            if slot is None or np.shape(slot.get_value()) != np.shape(value):
+                raise UserError(f"the checkpoint's optimizer state {name!r} does not fit this "
+                                f"{self.optimizer} model: resume with the optimizer it was "
+                                "trained with, or train from scratch")
+            slot.set_value(np.asarray(value, dtype=slot.dtype))
+        self._saved_slots = {}
 
     def n_params(self) -> int:
         return sum(p.get_value().size for p in self.params.values())

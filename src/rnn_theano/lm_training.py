@@ -84,6 +84,7 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, test: Batches
     first = int(state.get("epoch", 0))
     best = float(state.get("best_valid_loss", math.inf))
     best_params = engine.get_params() if history else None
+    best_optimizer = engine.get_optimizer_state()
     lr = float(state.get("learning_rate", engine.learning_rate.get_value()))
     since_best, saved = 0, False
     started = time.perf_counter()
@@ -121,6 +122,7 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, test: Batches
                 lr *= 0.5
             if improved:
                 best, best_params, since_best = valid_score.loss, engine.get_params(), 0
+                best_optimizer = engine.get_optimizer_state()
                 save({"epoch": epoch, "learning_rate": lr, "history": history,
                       "best_valid_loss": best})
                 saved = True
@@ -135,6 +137,7 @@ def train_engine(engine: LMEngine, train: Batches, valid: Batches, test: Batches
     if best_params is not None:  # the engine ends holding the best parameters seen
         for name, value in best_params.items():
             engine.params[name].set_value(value)
+        engine.set_optimizer_state(best_optimizer)  # and the optimizer state that went with them
     state.update(epoch=epoch, learning_rate=lr, history=history, best_valid_loss=best)
     if not saved:  # nothing improved (or no epoch ended): still leave a checkpoint behind
         save(state)
