@@ -226,3 +226,13 @@ def test_resume_continues_adam_exactly(shared_data, tmp_path):
     for name, value in a.params.items():
         np.testing.assert_allclose(b.params[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
     assert b.optimizer["adam_steps"] == a.optimizer["adam_steps"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through a private temporary file; the result is an ordinary file."""
+    import os
+    from rnn_theano.atomic import write_json
+    write_json(tmp_path / "log.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "log.json").stat().st_mode & 0o777 == 0o666 & ~mask

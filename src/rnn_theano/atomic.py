@@ -20,6 +20,7 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], *, text: bool = 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a new file normally gets this
         with (os.fdopen(fd, "w", encoding="utf-8", newline="\n") if text
               else os.fdopen(fd, "wb")) as f:
             write(f)
@@ -28,6 +29,12 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], *, text: bool = 
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, obj: Any) -> None:
