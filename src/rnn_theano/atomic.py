@@ -39,4 +39,4 @@ def _umask() -> int:
 
 def write_json(path: str | Path, obj: Any) -> None:
     """``obj`` as indented JSON at ``path``, atomically."""
-    atomic_write(path, lambda f: json.dump(obj, f, indent=1), text=True)
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1) + "\n"), text=True)

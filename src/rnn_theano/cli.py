@@ -149,10 +149,9 @@ def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | Non
     engine = (model_from_checkpoint(resumed, **settings) if resumed
               else build_engine(settings, lm_config(settings, len(vocab))))
     settings["lm"] = engine.config.to_dict()
-    # JAX compiles one function per batch shape: round sentence lengths up to multiples of 8.
     batches = {name: make_batches(sents, vocab, stream=config.stream, seed=config.seed,
                                   batch_size=config.batch_size, bptt_len=config.bptt_len,
-                                  pad_multiple=8 if config.mode == "JAX" else 1)
+                                  pad_multiple=engine.pad_multiple)
                for name, sents in (("train", splits.train), ("valid", splits.valid),
                                    ("test", splits.test)) if sents}
     unigram = unigram_loss_of_batches(batches["train"], batches["valid"], len(vocab))
@@ -232,7 +231,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     sentences = corpus.load_sentences(config.data, config.format, lowercase)
     if is_engine(ckpt):
         batches = make_batches(sentences, vocab, stream=saved["stream"],
-                               batch_size=config.batch_size, bptt_len=saved["bptt_len"])
+                               batch_size=config.batch_size, bptt_len=saved["bptt_len"],
+                               pad_multiple=model.pad_multiple)
         score = evaluate(model, batches, saved["stream"])
         loss, n_tokens = score.loss, score.n_tokens
     else:

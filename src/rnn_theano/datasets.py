@@ -12,7 +12,6 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
+from .atomic import atomic_write
 from .errors import UserError
 
 DATA_ENV_VAR = "RNN_THEANO_DATA"
@@ -148,23 +148,18 @@ def _verify(path: Path, sha256: str | None, url: str) -> None:
 
 def _download(url: str, dest: Path, sha256: str | None) -> None:
     """Fetch ``url`` into a temporary file beside ``dest``, check it, then move it into place."""
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as e:
-        raise UserError(f"cannot write into {dest.parent} ({e.strerror}): choose another data "
-                        f"directory with ${DATA_ENV_VAR}") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            actual = _fetch(url, out, dest)
+    def fetch_checked(out: BinaryIO) -> None:
+        actual = _fetch(url, out, dest)
         if sha256 is not None and actual != sha256:
             raise UserError(f"the download of {url} is corrupt or a different version (sha256 "
                             f"{actual[:16]}..., expected {sha256[:16]}...); nothing was saved: "
                             f"try again, or download the file by hand and put it at {dest}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    try:  # network errors are UserErrors already (_fetch): an OSError here is the disk's
+        atomic_write(dest, fetch_checked)
+    except OSError as e:
+        raise UserError(f"cannot write into {dest.parent} ({e.strerror}): choose another data "
+                        f"directory with ${DATA_ENV_VAR}") from None
 
 
 def _fetch(url: str, out: BinaryIO, dest: Path) -> str:

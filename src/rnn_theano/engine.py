@@ -97,6 +97,15 @@ class LMEngine:
 
     # --- compiled functions (each compiled on first use) --------------------------------
 
+    @property
+    def pad_multiple(self) -> int:
+        """What sentence lengths should be rounded up to in batches for this engine.
+
+        JAX compiles one function per batch shape, so lengths go to multiples of 8 to keep the
+        shapes few; the other backends take any length, and padding would only cost time.
+        """
+        return 8 if self.static_shapes else 1
+
     def _function(self, kind: str, x: np.ndarray) -> Callable:
         """The compiled ``kind`` ("train", "eval" or "log_probs") for inputs shaped like ``x``."""
         shape = tuple(x.shape) if self.static_shapes else None

@@ -28,7 +28,6 @@ for "trained" curves and the figure are here too; ``scripts/gradient_flow.py`` i
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -42,6 +41,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from . import atomic
 from .cells import CELLS, project_inputs
 from .errors import UserError
 from .lm import LMConfig, init_lm_params
@@ -320,8 +320,7 @@ def write_json(path: Path, curves: Sequence[Curve], settings: dict[str, Any]) ->
                     "parameter gradient at clip_norm",
             "settings": settings,
             "curves": [c.__dict__ for c in curves]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    atomic.write_json(path, data)
 
 
 def log_stderr(message: str) -> None:
