@@ -5,7 +5,7 @@
 #   make generate                   sample sentences from the trained model
 #   make test                       run the test suite
 #   make bench                      training speed side by side with PyTorch (QUICK=1: a short run)
-#   make ptb-rnn / ptb-lstm / ptb-gru   the Penn Treebank reproductions (up to an hour each)
+#   make ptb-rnn / ptb-lstm / ptb-gru   the Penn Treebank reproductions (about 35 minutes each on 2 cores)
 #   make ptb-plots                  their training curves as PNG (needs the [plot] extra)
 #
 # Settings below are defaults; override any of them on the command line (make train EPOCHS=2).
@@ -41,10 +41,13 @@ PTB_DATA_DIR ?= $(if $(wildcard ../shared/data/ptb/ptb.test.txt),../shared/data,
 PTB_OUT      ?= docs/ptb
 # Zaremba et al. (2014) "small": batch 20, unroll 20, SGD lr 1 and clip 5 on the loss summed
 # over the 20 steps, which is lr 20 and clip 0.25 on our loss, the mean per token.
+# --mode JAX: XLA on the CPU trains these fixed-shape windows faster than Numba (README,
+# "Backends and speed"), which is what brings each run well inside the hour on two cores.
 PTB_FLAGS    := --corpus ptb --data-dir $(PTB_DATA_DIR) --stream --batch-size 20 --bptt-len 20 \
-                --vocab-size 10000 --clip-norm 0.25 --epochs 13 --lr-decay 0.5 --decay-after 4
+                --vocab-size 10000 --clip-norm 0.25 --epochs 13 --lr-decay 0.5 --decay-after 4 \
+                --mode JAX
 PTB_LSTM     := --cell lstm --layers 2 --hidden-dim 200 --learning-rate 20
-# The GRU diverges at lr 20 (epoch 4); lr 5 is the best of 5, 10, 20 (docs/ptb/README.md).
+# The GRU diverges at lr 20 (epoch 4); lr 5 is the best of 5, 10, 20 (README.md, "Penn Treebank").
 PTB_GRU      := --cell gru --layers 2 --hidden-dim 200 --learning-rate 5
 # The tanh RNN diverges under SGD at lr >= 8 and crawls below; Adam, dropout and tied weights.
 PTB_RNN      := --cell rnn --layers 1 --hidden-dim 256 --tie-weights --dropout 0.3 \

@@ -24,6 +24,11 @@ threadpoolctl, set after the first compiled call; ``torch.set_num_threads`` for 
 each with warm-up repetitions and then ``--reps`` timed repetitions over the same batches;
 words/s is the median. The best thread count is what the table shows.
 
+The engine runs once per backend of ``--mode`` (default both): ``engine`` under Numba, the
+default of the command-line tools, and ``engine-jax`` under XLA (``--mode JAX`` for
+train_lm.py), which keeps its own thread pool over every core (thread column ``xla``), so its
+fair partner is the peer's best thread count.
+
 The PyTorch peer (``scripts/torch_peer.py``) runs with the first Python that imports torch:
 ``--torch-python``, this one, or ``.venv-torch/bin/python`` (created on demand with
 ``--make-torch-venv``: Python 3.11, ``pip install torch==2.13.0 numpy``).
@@ -298,9 +303,14 @@ def worker(spec: dict) -> dict:
     if spec.get("compile_only"):
         return result
 
-    result["by_threads"] = timed_reps(
-        items, step, spec["threads"], spec["warmup"], spec["reps"],
-        lambda n: threadpool_limits(limits=n, user_api="blas"))
+    if spec.get("mode") == "JAX":
+        # XLA runs its own thread pool over every core; there is no BLAS setting to try.
+        by_threads = timed_reps(items, step, ["xla"], spec["warmup"], spec["reps"],
+                                lambda n: None)
+    else:
+        by_threads = timed_reps(items, step, spec["threads"], spec["warmup"], spec["reps"],
+                                lambda n: threadpool_limits(limits=n, user_api="blas"))
+    result["by_threads"] = by_threads
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -325,6 +335,17 @@ def run_subprocess(cmd: list[str], spec: dict, workdir: Path, env: dict | None =
 # --- the machine ----------------------------------------------------------------------------------
 
 
+def best_gflops(matmul, n: int, seconds: float) -> float:
+    """Best GFLOP/s of ``matmul()`` (an n x n x n product) over ``seconds``, after one call."""
+    matmul()
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        matmul()
+        best = max(best, 2.0 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
 def gemm_gflops(threads_list, n: int = 1024, seconds: float = 1.0) -> dict[str, float]:
     """Best float32 GEMM GFLOP/s of numpy (n x n x n) for each BLAS thread count."""
     from threadpoolctl import threadpool_limits
@@ -335,14 +356,22 @@ def gemm_gflops(threads_list, n: int = 1024, seconds: float = 1.0) -> dict[str, 
     out = {}
     for threads in threads_list:
         with threadpool_limits(limits=threads, user_api="blas"):
-            np.matmul(a, b, out=c)
-            best, deadline = 0.0, time.perf_counter() + seconds
-            while time.perf_counter() < deadline:
-                t = time.perf_counter()
-                np.matmul(a, b, out=c)
-                best = max(best, 2.0 * n**3 / (time.perf_counter() - t) / 1e9)
-        out[str(threads)] = best
+            out[str(threads)] = best_gflops(lambda: np.matmul(a, b, out=c), n, seconds)
     return out
+
+
+def jax_gemm_gflops(n: int = 8192, seconds: float = 1.0) -> tuple[float, str] | None:
+    """Best full-float32 GEMM GFLOP/s of JAX's default device and its name; None on a CPU."""
+    import jax
+    import jax.numpy as jnp
+    if jax.default_backend() == "cpu":
+        return None
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
+    a = jax.random.normal(key_a, (n, n), jnp.float32)
+    b = jax.random.normal(key_b, (n, n), jnp.float32)
+    matmul = jax.jit(lambda a, b: jnp.matmul(a, b, precision="highest"))
+    return (best_gflops(lambda: matmul(a, b).block_until_ready(), n, seconds),
+            jax.devices()[0].device_kind)
 
 
 def machine_info() -> dict:
@@ -387,6 +416,27 @@ def torch_python(args) -> str | None:
 
 
 # --- the run -------------------------------------------------------------------------------------
+
+ENGINE_LABELS = {"NUMBA": "engine", "JAX": "engine-jax"}
+
+
+def engine_modes(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """The engine's backends from ``--mode``; JAX is left out, with a warning, if not installed."""
+    modes = [m.strip().upper() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ENGINE_LABELS]
+    if bad or not modes:
+        parser.error(f"--mode: unknown backend {','.join(bad) if bad else repr(text)}: "
+                     "use NUMBA, JAX or NUMBA,JAX")
+    if "JAX" in modes:
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            if modes == ["JAX"]:
+                parser.error("--mode JAX needs jax: pip install -e '.[jax]'")
+            print("warning: jax is not installed (pip install -e '.[jax]'); the engine runs "
+                  "under Numba only", file=sys.stderr)
+            modes.remove("JAX")
+    return modes
 
 
 def best(entry: dict) -> tuple[str | None, float | None]:
@@ -441,9 +491,9 @@ def main(argv=None) -> int:
     p.add_argument("--torch-python", default=None, help="a Python with torch for the peer")
     p.add_argument("--make-torch-venv", action="store_true",
                    help="create .venv-torch (Python 3.11 + torch 2.13.0 CPU) if no torch is found")
-    p.add_argument("--mode", default="NUMBA", choices=("NUMBA", "JAX"),
-                   help="PyTensor backend of the engine (configs b, c, d); JAX runs on a GPU "
-                   "when jax has one (scripts/gpu_check.sh)")
+    p.add_argument("--mode", default="NUMBA,JAX",
+                   help="PyTensor backends of the engine (configs b, c, d), one row each: "
+                   "NUMBA, JAX or both; JAX runs on a GPU when jax has one (scripts/gpu_check.sh)")
     p.add_argument("--peer-device", default="cpu", choices=("cpu", "cuda"),
                    help="where the PyTorch peer runs (configs b, c, d)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -454,6 +504,7 @@ def main(argv=None) -> int:
         return 0
 
     started = time.perf_counter()
+    modes = engine_modes(p, args.mode)
     threads = [int(t) for t in args.threads.split(",")]
     reps = args.reps or (3 if args.quick else 5)
     cold = not (args.no_cold or args.quick)
@@ -476,7 +527,7 @@ def main(argv=None) -> int:
     source, sentences = load_corpus(args)
     print(f"corpus: {source}, {len(sentences):,} sentences", flush=True)
 
-    results = {"engine_mode": args.mode, "peer_device": args.peer_device,
+    results = {"engine_modes": modes, "peer_device": args.peer_device,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
                "machine": machine_info(), "corpus": source, "quick": args.quick,
@@ -499,12 +550,15 @@ def main(argv=None) -> int:
             entry = {"title": cfg["title"], "flops_per_token": fpt, "results": [],
                      "spec": {k: v for k, v in cfg.items() if k not in ("impls",)}}
             results["configs"][name] = entry
-            for impl in cfg["impls"]:
-                spec = dict(cfg, impl=impl, config=name, threads=threads, reps=reps,
+            runs = [(impl, mode) for impl in cfg["impls"]
+                    for mode in (modes if impl == "engine" else ["NUMBA"])]
+            for impl, mode in runs:
+                label = ENGINE_LABELS[mode] if impl == "engine" else impl
+                spec = dict(cfg, impl=impl, label=label, config=name, threads=threads, reps=reps,
                             warmup=args.warmup, data=str(data_np if impl == "numpy" else data),
-                            mode=args.mode, device=args.peer_device)
+                            mode=mode, device=args.peer_device)
                 spec.pop("impls")
-                print(f"[{time.perf_counter() - started:5.0f}s] {name} {impl} ...", flush=True)
+                print(f"[{time.perf_counter() - started:5.0f}s] {name} {label} ...", flush=True)
                 if impl == "pytorch":
                     if peer_py is None:
                         continue
@@ -517,6 +571,7 @@ def main(argv=None) -> int:
                             cold_jobs.append((r, dict(spec, compile_only=True)))
                     else:
                         r.pop("compile_s", None)
+                r["impl"] = label
                 r["best_threads"], r["words_per_sec"] = best(r)
                 r["tokens_per_rep"] = (r.get("by_threads") or {}).get(
                     r.get("best_threads") or "", {}).get("tokens_per_rep")
@@ -531,7 +586,7 @@ def main(argv=None) -> int:
         # with an empty PyTensor cache (base_compiledir), --cold-jobs of them at a time.
         def cold_compile(job):
             r, spec = job
-            cache = workdir / f"compiledir_{spec['config']}_{spec['impl']}"
+            cache = workdir / f"compiledir_{spec['config']}_{spec['label']}"
             env = dict(os.environ, PYTENSOR_FLAGS=",".join(
                 f for f in [os.environ.get("PYTENSOR_FLAGS", ""), f"base_compiledir={cache}"] if f))
             c = run_subprocess(me, spec, workdir, env=env)
@@ -548,8 +603,13 @@ def main(argv=None) -> int:
     # neighbour's load during one of them lowers it).
     gemm_end = gemm_gflops(threads)
     gemm = {t: max(gemm_start[t], gemm_end[t]) for t in gemm_start}
-    ceiling = max(gemm.values())
-    results.update(gemm_gflops_end=gemm_end, gemm_gflops_by_threads=gemm, gemm_gflops=ceiling)
+    ceiling, where = max(gemm.values()), "CPU, numpy"
+    accelerator = jax_gemm_gflops() if "JAX" in modes else None
+    if accelerator:  # the engine ran on a GPU: its ceiling is the GPU's
+        ceiling, where = accelerator[0], f"{accelerator[1]}, JAX"
+        results["machine"]["accelerator"] = accelerator[1]
+    results.update(gemm_gflops_end=gemm_end, gemm_gflops_by_threads=gemm, gemm_gflops=ceiling,
+                   gemm_ceiling_device=where)
     for c in results["configs"].values():
         for r in c["results"]:
             if r.get("words_per_sec"):
@@ -562,7 +622,7 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(results, indent=2))
     print()
     print(table(results))
-    print(f"\nfloat32 GEMM ceiling {ceiling:.0f} GFLOP/s (threads: "
+    print(f"\nfloat32 GEMM ceiling {ceiling:.0f} GFLOP/s ({where}; CPU threads: "
           + ", ".join(f"{k}: {v:.0f}" for k, v in gemm.items()) + f"); corpus {source}")
     print(f"load average at start {results['machine']['load_average'][0]:.2f}, "
           f"at end {results['machine']['load_average_end'][0]:.2f}; "

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The engine on a GPU through PyTensor's JAX backend, beside PyTorch on the same GPU.
 #
-# One short run (about 5 minutes): configs b, c and d of scripts/bench.py (the tutorial's
-# model in minibatches of 32, LSTM 2x200 and GRU 2x200 on a PTB-shaped stream), the engine
-# with --mode JAX against the PyTorch peer with --peer-device cuda, synthetic data of the same
-# shapes. Results: the table on stdout and $OUT/gpu_bench.json (or checkpoints/).
+# One short run (about 2 minutes): configs c and d of scripts/bench.py (LSTM 2x200 and GRU
+# 2x200 on a PTB stream; CONFIGS=b,c,d adds the tutorial's model in minibatches), the engine
+# with --mode JAX against the PyTorch peer with --peer-device cuda, on the same data of the same
+# shapes: PTB's training text when scripts/gpu_wheels.sh put it in .whl/data, else synthetic
+# sentences. Both sides compute in full float32 (no TF32): JAX's matrix products at "highest"
+# precision, the peer with TF32 switched off. Results: the table on stdout and
+# $OUT/gpu_bench.json (or checkpoints/).
 #
 # With this workplace's device tool: run scripts/gpu_wheels.sh here once, then
-#   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=480)
+#   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=300)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ]; then
@@ -17,10 +20,15 @@ if [ -d .whl ]; then
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # JAX takes 75% of GPU memory up front by default; the peer runs in another process.
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
+export XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_DEFAULT_MATMUL_PRECISION=highest
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import jax, pytensor, torch; print('jax', jax.__version__, jax.devices(), \
 '| pytensor', pytensor.__version__, '| torch', torch.__version__, torch.cuda.is_available())"
 out="${OUT:-checkpoints}/gpu_bench.json"
-python3 scripts/bench.py --configs b,c,d --synthetic --mode JAX --peer-device cuda \
-  --torch-python python3 --threads 1 --no-cold --reps 3 --out "$out"
+data=(--synthetic)
+[ -f .whl/data/ptb/ptb.train.txt ] && data=(--data-dir .whl/data)
+# --tokens 10: a GPU trains the CPU's token budget in a few hundredths of a second.
+# Config b (sentences) is left out by default: the JAX engine compiles one function per padded
+# sentence length, about 17 s each on the GPU, more than a short device run holds.
+python3 scripts/bench.py --configs "${CONFIGS:-c,d}" "${data[@]}" --tokens 10 --mode JAX --peer-device cuda \
+  --torch-python python3 --threads 1 --no-cold --reps 5 --out "$out"

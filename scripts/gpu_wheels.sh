@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Download, into .whl/, the wheels that scripts/gpu_check.sh installs on a GPU machine that
+# Download, into .whl/, the wheels (and copy the PTB training text) that scripts/gpu_check.sh installs on a GPU machine that
 # cannot reach a package index (the device machine of this workplace has Python 3.12, jax with
 # CUDA, torch, numpy, scipy, numba; it lacks PyTensor, its small dependencies, and NLTK).
 set -euo pipefail
@@ -11,4 +11,8 @@ PY=${PY:-.venv/bin/python}
   --platform manylinux2014_x86_64 -d .whl \
   "pytensor==$("$PY" -c 'import pytensor; print(pytensor.__version__)')" \
   etuples logical-unification miniKanren cons nltk
-ls .whl
+# The benchmark's corpus (PTB's training text) travels with the wheels when it is here.
+ptb=../shared/data/ptb/ptb.train.txt
+[ -f "$ptb" ] || ptb=data/ptb/ptb.train.txt
+if [ -f "$ptb" ]; then mkdir -p .whl/data/ptb && cp "$ptb" .whl/data/ptb/; fi
+ls -R .whl

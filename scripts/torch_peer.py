@@ -128,6 +128,11 @@ def lm_model(data, spec):
                         torch.from_numpy(Y[i, :T].astype(np.int64)),
                         torch.from_numpy(M[i, :T].astype(np.float32))))
     device = torch.device(spec.get("device", "cpu"))
+    if device.type == "cuda":
+        # Full float32 like the engine (gpu_check.sh asks JAX for the same): cuDNN's RNNs would
+        # otherwise use TF32 tensor cores by default.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     model.to(device)
     batches = [tuple(t.to(device) for t in batch) for batch in batches]
     B = X.shape[2]

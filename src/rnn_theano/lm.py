@@ -292,7 +292,9 @@ class _Dropout:
     def __call__(self, h: Tensor) -> Tensor:
         if self.rng is None:
             return h
-        self.next_rng, kept = self.next_rng.binomial(np.int64(1), self.keep, size=h.shape)
+        # A Bernoulli draw, not binomial(1, p): JAX samples a binomial by rejection, which
+        # made dropout the slowest part of a training step there.
+        self.next_rng, kept = self.next_rng.bernoulli(self.keep, size=h.shape)
         return h * pt.cast(kept, self.dtype) * np.asarray(1.0 / self.keep, dtype=self.dtype)
 
     def updates(self) -> dict[Any, Any]:
