@@ -53,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rnn_theano.atomic import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "scripts" / "torch_peer.py"
 TORCH_VENV = ROOT / ".venv-torch"
@@ -305,12 +307,12 @@ def worker(spec: dict) -> dict:
 
     if spec.get("mode") == "JAX":
         # XLA runs its own thread pool over every core; there is no BLAS setting to try.
-        by_threads = timed_reps(items, step, ["xla"], spec["warmup"], spec["reps"],
-                                lambda n: None)
+        threads, set_threads = ["xla"], lambda n: None
     else:
-        by_threads = timed_reps(items, step, spec["threads"], spec["warmup"], spec["reps"],
-                                lambda n: threadpool_limits(limits=n, user_api="blas"))
-    result["by_threads"] = by_threads
+        threads, set_threads = spec["threads"], lambda n: threadpool_limits(limits=n,
+                                                                             user_api="blas")
+    result["by_threads"] = timed_reps(items, step, threads, spec["warmup"], spec["reps"],
+                                      set_threads)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -618,8 +620,7 @@ def main(argv=None) -> int:
     results["machine"]["load_average_end"] = os.getloadavg()
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_json(out, results)
     print()
     print(table(results))
     print(f"\nfloat32 GEMM ceiling {ceiling:.0f} GFLOP/s ({where}; CPU threads: "

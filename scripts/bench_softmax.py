@@ -13,12 +13,12 @@ speed-up; ``--out`` writes the figures as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import numpy as np
 
+from rnn_theano.atomic import write_json
 from rnn_theano.engine import LMEngine
 from rnn_theano.lm import LMConfig
 from rnn_theano.training import limit_blas_threads
@@ -62,9 +62,8 @@ def main() -> int:
         print(f"C={C:,}: full softmax {full:,.0f} words/s, {K} classes {cls:,.0f} words/s, "
               f"speed-up {cls / full:.2f}x", flush=True)
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"model": "LSTM 2x200, batch 20, unroll 20, SGD, float32",
-                       "blas_threads": args.blas_threads, "results": rows}, f, indent=1)
+        write_json(args.out, {"model": "LSTM 2x200, batch 20, unroll 20, SGD, float32",
+                              "blas_threads": args.blas_threads, "results": rows})
     return 0
 
 

@@ -271,8 +271,8 @@ def _class_softmax(config: LMConfig, params: dict[str, Any], h: Tensor,
     in_logits = (h[:, :, None] * W[c]).sum(axis=1) + b[c]                      # (N, M)
     target_lp = (class_lp[pt.arange(N), c]
                  + pt.special.log_softmax(in_logits, axis=-1)[pt.arange(N), j])
-    every = pt.special.log_softmax((h.dot(params["out_W"]) + params["out_b"] + pad)
-                                   .reshape((N, K, M)), axis=-1)               # (N, K, M)
+    every = pt.special.log_softmax(h.dot(params["out_W"]).reshape((N, K, M)) + b,
+                                   axis=-1)                                    # (N, K, M)
     log_probs = (class_lp[:, :, None] + every).reshape((N, K * M))[:, :C]      # (N, C)
     return log_probs, target_lp
 
