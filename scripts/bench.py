@@ -53,7 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnn_theano.atomic import write_json
+# Nothing from rnn_theano at import time: the PyTorch peer imports this module (for
+# ``timed_reps``) in an environment of its own, where the package is not installed.
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "scripts" / "torch_peer.py"
@@ -620,6 +621,7 @@ def main(argv=None) -> int:
     results["machine"]["load_average_end"] = os.getloadavg()
 
     out = Path(args.out)
+    from rnn_theano.atomic import write_json
     write_json(out, results)
     print()
     print(table(results))

@@ -1,13 +1,17 @@
 """Where the engine's training time goes, for the benchmark's config c (LSTM 2x200, C=10k).
 
-    .venv/bin/python scripts/bench_profile.py [--cell lstm] [--threads 1] [--dprint FILE]
+    .venv/bin/python scripts/bench_profile.py [--mode NUMBA|JAX] [--cell lstm] [--threads 1]
+                                              [--dprint FILE]
+    # config b's shapes (about 25 words per sentence):
+    .venv/bin/python scripts/bench_profile.py --cell rnn --layers 1 --hidden 100 \
+        --vocab 8000 --batch 32 --steps 25
 
-Times, with random word ids of the benchmark's shapes (batch 20, unroll 20), each of:
+Times, with random word ids of the benchmark's shapes (default: batch 20, unroll 20), each of:
 
 * the whole training step and the evaluation step (forward only) of ``LMEngine``;
 * the output layer alone (projection, log-softmax, cross-entropy; forward and gradient);
 * the recurrent stack alone (embedding, 2 layers of scan; forward and gradient);
-* the log-softmax of a (400, C) matrix, compiled with Numba and in numpy;
+* the log-softmax of a (T*B, C) matrix, compiled (Numba or JAX) and in numpy;
 * the matrix products of the step, in numpy, for the GEMM share of the time;
 
 and writes the optimized graph of the training function (``pytensor.dprint`` with types)
@@ -29,15 +33,21 @@ from threadpoolctl import threadpool_limits
 
 from rnn_theano.cells import CELLS, project_inputs, run_cell
 from rnn_theano.engine import LMEngine
-from rnn_theano.lm import LMConfig
+from rnn_theano.lm import LMConfig, _target_log_prob
+
+
+def _ready(out):
+    """Wait for the result: JAX returns before its computation ends (asynchronous dispatch)."""
+    for o in out if isinstance(out, (list, tuple)) else [out]:
+        np.asarray(o)
 
 
 def timeit(f, n: int = 15) -> float:
-    f()
+    _ready(f())
     times = []
     for _ in range(n):
         t = time.perf_counter()
-        f()
+        _ready(f())
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -45,12 +55,20 @@ def timeit(f, n: int = 15) -> float:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--cell", default="lstm")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=200)
+    p.add_argument("--vocab", type=int, default=10_000)
+    p.add_argument("--batch", type=int, default=20)
+    p.add_argument("--steps", type=int, default=20, help="time steps per batch")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dprint", default=None)
+    p.add_argument("--mode", default="NUMBA", choices=["NUMBA", "JAX"],
+                   help="PyTensor backend of every compiled function (JAX: XLA on the CPU)")
     args = p.parse_args()
-    T, B, C, H, L = 20, 20, 10_000, 200, 2
+    mode = args.mode
+    T, B, C, H, L = args.steps, args.batch, args.vocab, args.hidden, args.layers
     cfg = LMConfig(cell=args.cell, vocab_size=C, embed_dim=H, hidden_dim=H, layers=L)
-    eng = LMEngine(cfg, optimizer="sgd", learning_rate=20.0, clip_norm=0.25)
+    eng = LMEngine(cfg, mode=mode, optimizer="sgd", learning_rate=20.0, clip_norm=0.25)
     rng = np.random.default_rng(0)
     x = rng.integers(0, C, (T, B)).astype(np.int32)
     y = rng.integers(0, C, (T, B)).astype(np.int32)
@@ -61,26 +79,26 @@ def main() -> None:
     G = CELLS[args.cell].gates
     f32 = "float32"
 
-    # The output layer alone: top (T*B, H) -> log_softmax -> CE, and its gradient.
-    top = pt.matrix("top", dtype=f32)
+    # The output layer alone: top (T*B, H) -> logits -> CE, and its gradient.
+    top = pt.tensor("top", dtype=f32, shape=(T * B, H))  # static shapes: JAX needs them
     W = pytensor.shared(rng.uniform(-0.07, 0.07, (H, C)).astype(f32))
     b = pytensor.shared(np.zeros(C, f32))
-    yy = pt.ivector("y")
-    lp = pt.special.log_softmax(top.dot(W) + b, axis=-1)
-    cost = -lp[pt.arange(yy.shape[0]), yy].sum()
-    out_fwd = pytensor.function([top, yy], cost, mode="NUMBA")
-    out_grad = pytensor.function([top, yy], [cost, *pytensor.grad(cost, [top, W, b])], mode="NUMBA")
-    z = pt.matrix("z", dtype=f32)
-    lsm = pytensor.function([z], pt.special.log_softmax(z, axis=-1), mode="NUMBA")
-    ex = pytensor.function([z], pt.exp(z), mode="NUMBA")
+    yy = pt.tensor("y", dtype="int32", shape=(T * B,))
+    cost = -_target_log_prob(top.dot(W) + b, yy).sum()  # as the engine computes it
+    out_fwd = pytensor.function([top, yy], cost, mode=mode)
+    out_grad = pytensor.function([top, yy], [cost, *pytensor.grad(cost, [top, W, b])], mode=mode)
+    z = pt.tensor("z", dtype=f32, shape=(T * B, C))
+    lsm = pytensor.function([z], pt.special.log_softmax(z, axis=-1), mode=mode)
+    ex = pytensor.function([z], pt.exp(z), mode=mode)
 
     # The recurrent stack alone: embedding + L scans, cost = <h_top, R>, and its gradient.
     emb = pytensor.shared(rng.uniform(-0.1, 0.1, (C, H)).astype(f32))
     Wx = [pytensor.shared(rng.uniform(-0.07, 0.07, (H, G * H)).astype(f32)) for _ in range(L)]
-    Wh = [pytensor.shared(rng.uniform(-0.07, 0.07, (H, G * H)).astype(f32)) for _ in range(L)]
+    Wh = [pytensor.shared(rng.uniform(-0.07, 0.07, (H, G * H)).astype(f32), shape=(H, G * H))
+          for _ in range(L)]
     bb = [pytensor.shared(np.zeros(G * H, f32)) for _ in range(L)]
-    xs = pt.imatrix("x")
-    ms = pt.matrix("m", dtype=f32)
+    xs = pt.tensor("x", dtype="int32", shape=(T, B))
+    ms = pt.tensor("m", dtype=f32, shape=(T, B))
     h = emb[xs]
     for i in range(L):
         xp = project_inputs(h, Wx[i], bb[i])
@@ -89,8 +107,8 @@ def main() -> None:
     R = rng.standard_normal((T, B, H)).astype(f32)
     rc = (h * R).sum()
     rnn_params = [emb, *Wx, *Wh, *bb]
-    rnn_fwd = pytensor.function([xs, ms], rc, mode="NUMBA")
-    rnn_grad = pytensor.function([xs, ms], [rc, *pytensor.grad(rc, rnn_params)], mode="NUMBA")
+    rnn_fwd = pytensor.function([xs, ms], rc, mode=mode)
+    rnn_grad = pytensor.function([xs, ms], [rc, *pytensor.grad(rc, rnn_params)], mode=mode)
 
     topv = rng.standard_normal((T * B, H)).astype(f32)
     yv = y.ravel()
@@ -119,10 +137,10 @@ def main() -> None:
         ("output layer: forward", lambda: out_fwd(topv, yv)),
         ("output layer: forward + gradient", lambda: out_grad(topv, yv)),
         ("output layer: the 3 GEMMs in numpy", gemms),
-        (f"log_softmax (400, {C}) Numba", lambda: lsm(zv)),
-        (f"log_softmax (400, {C}) numpy", np_lsm),
-        (f"exp (400, {C}) Numba", lambda: ex(zv)),
-        (f"exp (400, {C}) numpy", lambda: np.exp(zv)),
+        (f"log_softmax ({T * B}, {C}) {mode}", lambda: lsm(zv)),
+        (f"log_softmax ({T * B}, {C}) numpy", np_lsm),
+        (f"exp ({T * B}, {C}) {mode}", lambda: ex(zv)),
+        (f"exp ({T * B}, {C}) numpy", lambda: np.exp(zv)),
         ("recurrent stack: forward", lambda: rnn_fwd(x, mask)),
         ("recurrent stack: forward + gradient", lambda: rnn_grad(x, mask)),
     ]

@@ -76,3 +76,21 @@ def test_bench_rejects_an_unknown_backend():
     proc = subprocess.run([sys.executable, str(BENCH), "--mode", "NUMBA,CUDA", "--no-peer"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and "unknown backend CUDA" in proc.stderr
+
+
+def test_the_peer_can_import_bench_without_the_package():
+    """torch_peer.py imports bench.py in .venv-torch, where rnn_theano is not installed."""
+    code = ("import builtins, sys\n"
+            "real = builtins.__import__\n"
+            "def guard(name, *a, **k):\n"
+            "    if name.split('.')[0] == 'rnn_theano':\n"
+            "        raise ImportError('rnn_theano is not installed here')\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = guard\n"
+            f"sys.path.insert(0, {str(BENCH.parent)!r})\n"
+            "import bench\n"
+            "print(bench.timed_reps.__name__)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "timed_reps"
