@@ -37,6 +37,7 @@ The PyTorch peer (``scripts/torch_peer.py``) runs with the first Python that imp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -202,14 +203,44 @@ def prepare(name: str, cfg: dict, sentences: list[list[str]], budget: int, workd
 # --- workers (one subprocess per implementation) ------------------------------------------------
 
 
-def timed_reps(items, step, threads_list, warmup, reps, set_threads):
+@contextlib.contextmanager
+def turn(lock_path: str | None):
+    """Hold the machine alone: an exclusive lock that the workers of one config take in turns.
+
+    The implementations of a configuration run as processes side by side, and each takes
+    this lock for its setup (imports, compile) and for every pass over the data, so no two
+    ever compute at once while their passes alternate in time: a slow minute of the machine
+    (other virtual machines on the host) then slows every implementation alike instead of
+    whichever ran in it, and the ratios stay put. After taking the lock a worker waits
+    ``TURN_SETTLE_S`` before it starts its clock (the previous holder's BLAS or OpenMP threads
+    spin for a while after their work); after releasing it, a short sleep lets a waiting
+    worker in first.
+    """
+    if lock_path is None:
+        yield
+        return
+    import fcntl
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            time.sleep(TURN_SETTLE_S)
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    time.sleep(0.05)
+
+
+TURN_SETTLE_S = 0.15
+
+
+def timed_reps(items, step, threads_list, warmup, reps, set_threads, lock=None):
     """Warm-up then ``reps`` timed passes over ``items`` for each thread count.
 
     ``step(*item)`` trains on one item and returns its token count. Words/s is the median
     over the timed passes. A thread count whose warm-up pass runs more than 3 times slower
     than the best one so far (threads oversubscribing the cores) is abandoned after that
     pass, marked ``abandoned`` with its warm-up speed, so a pathological setting cannot
-    stretch the run.
+    stretch the run. Each pass runs in its ``turn`` of ``lock`` (None: no lock).
     """
     by_threads: dict = {}
     best_wps, sum_tokens = 0.0, 0.0
@@ -217,14 +248,15 @@ def timed_reps(items, step, threads_list, warmup, reps, set_threads):
         set_threads(threads)
         per_rep, abandoned = [], False
         for rep in range(warmup + reps):
-            tokens, start = 0.0, time.perf_counter()
-            limit = 3.0 * sum_tokens / best_wps + 1.0 if best_wps else None
-            for item in items:
-                tokens += step(*item)
-                if limit is not None and time.perf_counter() - start > limit:
-                    abandoned = True
-                    break
-            elapsed = time.perf_counter() - start
+            with turn(lock):
+                tokens, start = 0.0, time.perf_counter()
+                limit = 3.0 * sum_tokens / best_wps + 1.0 if best_wps else None
+                for item in items:
+                    tokens += step(*item)
+                    if limit is not None and time.perf_counter() - start > limit:
+                        abandoned = True
+                        break
+                elapsed = time.perf_counter() - start
             if abandoned:
                 per_rep = [tokens / elapsed]
                 break
@@ -245,7 +277,11 @@ def worker(spec: dict) -> dict:
     """Train implementation ``spec['impl']`` on the spec's data; the figures as a dict.
 
     ``compile_only``: time the first call and a second one (compile = first - second) and stop.
+    ``lock``: the config's lock file (see ``turn``); the setup up to the steady-state calls
+    takes one turn, every pass another.
     """
+    setup = turn(spec.get("lock"))  # left after the first calls (or by the process's exit)
+    setup.__enter__()
     from threadpoolctl import threadpool_limits
     data = dict(np.load(spec["data"]))
     impl = spec["impl"]
@@ -300,6 +336,7 @@ def worker(spec: dict) -> dict:
     t2 = time.perf_counter()
     step(*items[0])
     t3 = time.perf_counter()
+    setup.__exit__(None, None, None)
     steady = min(t2 - t1, t3 - t2)
     result["first_call_s"] = t1 - t0
     result["compile_s"] = max(0.0, (t1 - t0) - steady) if impl != "numpy" else None
@@ -313,7 +350,7 @@ def worker(spec: dict) -> dict:
         threads, set_threads = spec["threads"], lambda n: threadpool_limits(limits=n,
                                                                              user_api="blas")
     result["by_threads"] = timed_reps(items, step, threads, spec["warmup"], spec["reps"],
-                                      set_threads)
+                                      set_threads, spec.get("lock"))
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -554,26 +591,28 @@ def main(argv=None) -> int:
                      "spec": {k: v for k, v in cfg.items() if k not in ("impls",)}}
             results["configs"][name] = entry
             runs = [(impl, mode) for impl in cfg["impls"]
-                    for mode in (modes if impl == "engine" else ["NUMBA"])]
-            for impl, mode in runs:
-                label = ENGINE_LABELS[mode] if impl == "engine" else impl
+                    for mode in (modes if impl == "engine" else ["NUMBA"])
+                    if impl != "pytorch" or peer_py is not None]
+            labels = [ENGINE_LABELS[mode] if impl == "engine" else impl for impl, mode in runs]
+            lock = workdir / f"turns_{name}.lock"  # the implementations take turns: see turn()
+            jobs = []
+            for (impl, mode), label in zip(runs, labels):
                 spec = dict(cfg, impl=impl, label=label, config=name, threads=threads, reps=reps,
                             warmup=args.warmup, data=str(data_np if impl == "numpy" else data),
-                            mode=mode, device=args.peer_device)
+                            mode=mode, device=args.peer_device, lock=str(lock))
                 spec.pop("impls")
-                print(f"[{time.perf_counter() - started:5.0f}s] {name} {label} ...", flush=True)
-                if impl == "pytorch":
-                    if peer_py is None:
-                        continue
-                    r = run_subprocess([peer_py, str(PEER)], spec, workdir)
+                jobs.append(([peer_py, str(PEER)] if impl == "pytorch" else me, spec))
+            print(f"[{time.perf_counter() - started:5.0f}s] {name}: {', '.join(labels)} "
+                  "(side by side, taking turns) ...", flush=True)
+            with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+                outcomes = list(pool.map(lambda job: run_subprocess(job[0], job[1], workdir), jobs))
+            for (impl, mode), label, (_, spec), r in zip(runs, labels, jobs, outcomes):
+                if impl not in ("pytorch", "numpy") and "error" not in r:
+                    r["compile_warm_s"] = r.pop("compile_s")
+                    if cold:
+                        cold_jobs.append((r, dict(spec, compile_only=True, lock=None)))
                 else:
-                    r = run_subprocess(me, spec, workdir)
-                    if "error" not in r and impl != "numpy":
-                        r["compile_warm_s"] = r.pop("compile_s")
-                        if cold:
-                            cold_jobs.append((r, dict(spec, compile_only=True)))
-                    else:
-                        r.pop("compile_s", None)
+                    r.pop("compile_s", None)
                 r["impl"] = label
                 r["best_threads"], r["words_per_sec"] = best(r)
                 r["tokens_per_rep"] = (r.get("by_threads") or {}).get(

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import timed_reps  # noqa: E402  (bench.py needs only numpy at import)
+from bench import timed_reps, turn  # noqa: E402  (bench.py needs only numpy at import)
 
 
 def tutorial_model(data, spec):
@@ -162,14 +162,16 @@ def run(spec):
     data = dict(np.load(spec["data"]))
     torch.manual_seed(0)
     build = tutorial_model if spec["kind"] == "tutorial" else lm_model
-    items, step, _ = build(data, spec)
     results = {"impl": "pytorch", "torch_version": torch.__version__,
                "device": spec.get("device", "cpu")}
-    loss, _ = step(*items[0])  # the first step: its loss checks that the models agree
+    with turn(spec.get("lock")):  # side by side with the engine: see bench.turn
+        items, step, _ = build(data, spec)
+        loss, _ = step(*items[0])  # the first step: its loss checks that the models agree
     results["first_loss"] = loss
     results["compile_warm_s"] = None
     results["by_threads"] = timed_reps(items, lambda *item: step(*item)[1], spec["threads"],
-                                       spec["warmup"], spec["reps"], torch.set_num_threads)
+                                       spec["warmup"], spec["reps"], torch.set_num_threads,
+                                       spec.get("lock"))
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return results
 

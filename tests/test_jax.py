@@ -62,3 +62,26 @@ def test_jax_trains_from_the_command_line_with_dropout(shared_data, tmp_path):
                        "--learning-rate", "5", "--epochs", "2", "--model-out", str(out)]) == 0
     history = load_checkpoint(out).state["history"]
     assert len(history) == 2 and history[1]["train_ppl"] < history[0]["train_ppl"] < 500
+
+
+def test_xla_executables_are_cached_in_the_pytensor_compile_directory(tmp_path):
+    """A second process finds the first one's XLA executables under base_compiledir."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np\n"
+            "from rnn_theano import jax_backend\n"
+            "from rnn_theano.engine import LMEngine\n"
+            "from rnn_theano.lm import LMConfig\n"
+            "e = LMEngine(LMConfig(cell='gru', vocab_size=30, embed_dim=4, hidden_dim=4), "
+            "mode='JAX')\n"
+            "x = np.ones((3, 2), np.int32)\n"
+            "e.train_step(x, x, np.ones((3, 2), np.float32), e.initial_state(2))\n"
+            "print(jax_backend.cache_dir())\n")
+    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={tmp_path}"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    cache = proc.stdout.strip().splitlines()[-1]
+    assert cache.startswith(str(tmp_path))
+    assert any(name.startswith("jit_") for name in os.listdir(cache))
