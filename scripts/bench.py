@@ -18,8 +18,9 @@ Sentences for a and b are Penn Treebank training lines (``--data-dir``, default
 ``../shared/data`` then ``data/``) mapped to an 8000-word vocabulary; without PTB the built-in
 corpus (Python's documentation) is used; ``--synthetic`` uses random words (for tests).
 
-Each implementation runs in a subprocess of its own (so its peak RSS is its own), one after
-the other. Every subprocess tries each thread count of ``--threads`` (BLAS threads through
+Each implementation runs in a subprocess of its own (so its peak RSS is its own); those of
+one configuration run side by side and take turns through a lock file (see ``turn``), so
+their passes alternate in time and never overlap. Every subprocess tries each thread count of ``--threads`` (BLAS threads through
 threadpoolctl, set after the first compiled call; ``torch.set_num_threads`` for the peer),
 each with warm-up repetitions and then ``--reps`` timed repetitions over the same batches;
 words/s is the median. The best thread count is what the table shows.
