@@ -253,9 +253,10 @@ def _target_log_prob(logits: Tensor, targets: Tensor) -> Tensor:
     """log softmax(logits)[n, targets[n]] for each row n, without the (N, C) log-softmax.
 
     ``logits[target] - logsumexp(logits)`` is the same number, and its gradient,
-    ``onehot - softmax``, takes one pass over the logits (see ``_logsumexp``): measured with
-    XLA on config b's (800, 8000) output layer, 46 ms against 57 ms for the log-softmax form
-    (forward and gradient; ``scripts/bench_profile.py``).
+    ``onehot - softmax``, takes one pass over the logits (see ``_logsumexp``): with XLA, the
+    forward and gradient of config b's (800, 8000) output layer took 46 ms this way against
+    57 ms for the log-softmax form, the two compiled side by side. ``test_lm.py`` checks the
+    gradient against finite differences.
     """
     return logits[pt.arange(logits.shape[0]), targets] - _logsumexp(logits)
 
@@ -273,7 +274,7 @@ def _logsumexp(logits: Tensor) -> Tensor:
         return [pt.exp(inputs[0] - outputs[0][:, None]) * output_grads[0][:, None]]
 
     return OpFromGraph([z], [pt.special.logsumexp(z, axis=-1)],
-                       lop_overrides=gradient)(logits)
+                       pullback=gradient)(logits)
 
 
 def _class_softmax(config: LMConfig, params: dict[str, Any], h: Tensor,
