@@ -20,10 +20,10 @@ corpus (Python's documentation) is used; ``--synthetic`` uses random words (for 
 
 Each implementation runs in a subprocess of its own (so its peak RSS is its own); those of
 one configuration run side by side and take turns through a lock file (see ``turn``), so
-their passes alternate in time and never overlap. Every subprocess tries each thread count of ``--threads`` (BLAS threads through
-threadpoolctl, set after the first compiled call; ``torch.set_num_threads`` for the peer),
-each with warm-up repetitions and then ``--reps`` timed repetitions over the same batches;
-words/s is the median. The best thread count is what the table shows.
+their passes alternate in time and never overlap. Every subprocess tries each thread count
+of ``--threads`` (BLAS threads through threadpoolctl, set after the first compiled call;
+``torch.set_num_threads`` for the peer), each with warm-up repetitions and then ``--reps``
+timed repetitions over the same batches; words/s is the median. The best thread count is what the table shows.
 
 The engine runs once per backend of ``--mode`` (default both): ``engine`` under Numba, the
 default of the command-line tools, and ``engine-jax`` under XLA (``--mode JAX`` for
@@ -204,6 +204,10 @@ def prepare(name: str, cfg: dict, sentences: list[list[str]], budget: int, workd
 # --- workers (one subprocess per implementation) ------------------------------------------------
 
 
+TURN_SETTLE_S = 0.15  # after taking the lock, before the clock starts
+TURN_YIELD_S = 0.05   # after releasing it, so that a waiting worker gets it first
+
+
 @contextlib.contextmanager
 def turn(lock_path: str | None):
     """Hold the machine alone: an exclusive lock that the workers of one config take in turns.
@@ -228,10 +232,7 @@ def turn(lock_path: str | None):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-    time.sleep(0.05)
-
-
-TURN_SETTLE_S = 0.15
+    time.sleep(TURN_YIELD_S)
 
 
 def timed_reps(items, step, threads_list, warmup, reps, set_threads, lock=None):
@@ -274,20 +275,14 @@ def timed_reps(items, step, threads_list, warmup, reps, set_threads, lock=None):
     return by_threads
 
 
-def worker(spec: dict) -> dict:
-    """Train implementation ``spec['impl']`` on the spec's data; the figures as a dict.
+def _model(spec: dict):
+    """Implementation ``spec['impl']`` on the spec's data: (items, step, first_call).
 
-    ``compile_only``: time the first call and a second one (compile = first - second) and stop.
-    ``lock``: the config's lock file (see ``turn``); the setup up to the steady-state calls
-    takes one turn, every pass another.
+    ``step(*item)`` trains on one item and returns its token count; ``first_call(*item)``
+    trains on it and returns its mean cross-entropy (the first loss of the table).
     """
-    setup = turn(spec.get("lock"))  # left after the first calls (or by the process's exit)
-    setup.__enter__()
-    from threadpoolctl import threadpool_limits
     data = dict(np.load(spec["data"]))
     impl = spec["impl"]
-    result: dict = {"impl": impl}
-
     if spec["kind"] == "tutorial":
         ids, offsets = data["ids"], data["offsets"]
         items = [(ids[offsets[i]:offsets[i + 1] - 1], ids[offsets[i] + 1:offsets[i + 1]])
@@ -328,16 +323,29 @@ def worker(spec: dict) -> dict:
         def first_call(x, y, mask):
             r = engine.train_step(x, y, mask, engine.initial_state(x.shape[1]))
             return r.cost / r.n_tokens
+    return items, step, first_call
 
-    # First call (compiles, for the PyTensor implementations), then a steady-state call.
-    t0 = time.perf_counter()
-    result["first_loss"] = first_call(*items[0])
-    t1 = time.perf_counter()
-    step(*items[0])
-    t2 = time.perf_counter()
-    step(*items[0])
-    t3 = time.perf_counter()
-    setup.__exit__(None, None, None)
+
+def worker(spec: dict) -> dict:
+    """Train implementation ``spec['impl']`` on the spec's data; the figures as a dict.
+
+    ``compile_only``: time the first call and a second one (compile = first - second) and stop.
+    ``lock``: the config's lock file (see ``turn``); the setup up to the steady-state calls
+    takes one turn, every pass another.
+    """
+    from threadpoolctl import threadpool_limits
+    impl = spec["impl"]
+    result: dict = {"impl": impl}
+    with turn(spec.get("lock")):
+        items, step, first_call = _model(spec)
+        # First call (compiles, for the PyTensor implementations), then a steady-state call.
+        t0 = time.perf_counter()
+        result["first_loss"] = first_call(*items[0])
+        t1 = time.perf_counter()
+        step(*items[0])
+        t2 = time.perf_counter()
+        step(*items[0])
+        t3 = time.perf_counter()
     steady = min(t2 - t1, t3 - t2)
     result["first_call_s"] = t1 - t0
     result["compile_s"] = max(0.0, (t1 - t0) - steady) if impl != "numpy" else None

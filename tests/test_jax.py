@@ -5,6 +5,10 @@ that the JAX functions compute what the Numba ones do, that parameters stay floa
 JAX updates, and that training from the command line works with ``--mode JAX``.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -66,9 +70,6 @@ def test_jax_trains_from_the_command_line_with_dropout(shared_data, tmp_path):
 
 def test_xla_executables_are_cached_in_the_pytensor_compile_directory(tmp_path):
     """A second process finds the first one's XLA executables under base_compiledir."""
-    import os
-    import subprocess
-    import sys
     code = ("import numpy as np\n"
             "from rnn_theano import jax_backend\n"
             "from rnn_theano.engine import LMEngine\n"
