@@ -25,10 +25,10 @@ of ``--threads`` (BLAS threads through threadpoolctl, set after the first compil
 ``torch.set_num_threads`` for the peer), each with warm-up repetitions and then ``--reps``
 timed repetitions over the same batches; words/s is the median. The best thread count is what the table shows.
 
-The engine runs once per backend of ``--mode`` (default both): ``engine`` under Numba, the
-default of the command-line tools, and ``engine-jax`` under XLA (``--mode JAX`` for
-train_lm.py), which keeps its own thread pool over every core (thread column ``xla``), so its
-fair partner is the peer's best thread count.
+The engine runs once per backend of ``--mode`` (default both): ``engine-jax`` under XLA, what
+the command-line tools use when jax is installed (``--mode AUTO``), which keeps its own thread
+pool over every core (thread column ``xla``), so its fair partner is the peer's best thread
+count; and ``engine-numba`` under Numba, their backend without jax.
 
 The PyTorch peer (``scripts/torch_peer.py``) runs with the first Python that imports torch:
 ``--torch-python``, this one, or ``.venv-torch/bin/python`` (created on demand with
@@ -466,7 +466,7 @@ def torch_python(args) -> str | None:
 
 # --- the run -------------------------------------------------------------------------------------
 
-ENGINE_LABELS = {"NUMBA": "engine", "JAX": "engine-jax"}
+ENGINE_LABELS = {"NUMBA": "engine-numba", "JAX": "engine-jax"}
 
 
 def engine_modes(parser: argparse.ArgumentParser, text: str) -> list[str]:

@@ -49,7 +49,7 @@ def test_bench_json_has_the_figures(tiny_results):
     impls = {name: [r["impl"] for r in c["results"]] for name, c in results["configs"].items()}
     # The engine once per backend (--mode defaults to NUMBA,JAX; jax is a test dependency).
     assert results["engine_modes"] == ["NUMBA", "JAX"]
-    assert impls == {"a": ["numpy", "rnn_theano"], "c": ["engine", "engine-jax"]}
+    assert impls == {"a": ["numpy", "rnn_theano"], "c": ["engine-numba", "engine-jax"]}
     for c in results["configs"].values():
         assert c["flops_per_token"] > 0
         for r in c["results"]:

@@ -1,6 +1,7 @@
 """The engine through the command line: sentence and stream training, evaluate, generate,
 fill in the blank, and the flag combinations that make no sense."""
 
+import importlib.util
 import json
 import math
 import re
@@ -11,7 +12,9 @@ import pytest
 
 from rnn_theano.checkpoint import load_checkpoint
 from rnn_theano.cli import evaluate_main, fill_blank_main, generate_main, train_main, user_errors
+from rnn_theano.config import backend
 from rnn_theano.curves import main as curves_main
+from rnn_theano.models import model_from_checkpoint
 from test_cli import check_user_error
 
 plot_curves = user_errors(curves_main)
@@ -144,14 +147,29 @@ def test_bad_engine_flags(flags, needle, tmp_path, capsys, reddit):
     assert not (tmp_path / "m.npz").exists()
 
 
-def test_jax_mode_without_jax_names_the_install(tmp_path, capsys, reddit, monkeypatch):
-    import importlib.util
+def hide_jax(monkeypatch) -> None:
+    """From here on the test sees a Python without jax (without the [jax] extra)."""
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "jax" else find_spec(name, *a))
+
+
+def test_jax_mode_without_jax_names_the_install(tmp_path, capsys, reddit, monkeypatch):
+    hide_jax(monkeypatch)
     check_user_error(train_main, ["--data", str(reddit), "--cell", "gru", "--mode", "JAX",
                                   "--model-out", str(tmp_path / "m.npz")], capsys, "[jax]")
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_the_engine_runs_under_jax_by_default_and_numba_without_it(sentence_model, monkeypatch):
+    """--mode AUTO (the default): XLA for the engine when jax is installed (it is a test
+    dependency), Numba without it, and Numba for the tutorial's model either way."""
+    ckpt = load_checkpoint(sentence_model)
+    assert ckpt.config["mode"] == "AUTO"  # resolved when loaded, so the file stays portable
+    assert model_from_checkpoint(ckpt).mode == "JAX"
+    assert backend("AUTO", engine=False) == "NUMBA" and backend("CVM", engine=True) == "CVM"
+    hide_jax(monkeypatch)
+    assert model_from_checkpoint(ckpt).mode == "NUMBA"
 
 
 def test_bad_evaluate_and_fill_blank_input(sentence_model, capsys):

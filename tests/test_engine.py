@@ -14,6 +14,7 @@ from rnn_theano.batching import SentenceBatches, StreamBatches
 from rnn_theano.engine import LMEngine, evaluate_sentences, evaluate_stream, run_batches
 from rnn_theano.errors import UserError
 from rnn_theano.lm import LMConfig
+from rnn_theano.models import next_word_probs
 
 C = 12
 
@@ -70,6 +71,17 @@ def test_log_probs_are_normalised_and_agree_with_the_cost(engine: LMEngine) -> N
     picked = np.take_along_axis(log_probs, y[:, :, None], axis=2)
     cost = engine.eval_step(x, y, mask, engine.initial_state(2)).cost
     assert -picked.sum() == pytest.approx(cost, rel=1e-5)
+
+
+def test_next_word_probs_read_a_growing_prefix_once(engine: LMEngine) -> None:
+    """A sampler asks for ids[:1], ids[:2], ...; each answer is the one a pass over the whole
+    prefix gives, also after a prefix that does not extend the last one (it starts again)."""
+    ids = _pattern_stream(9, seed=4)
+    probs = next_word_probs(engine)
+    for n in (1, 2, 3, 6, 9, 4):
+        x = ids[:n, None]  # (n, 1)
+        log_p, _ = engine.log_probs(x, x, np.ones(x.shape, np.float32), engine.initial_state(1))
+        np.testing.assert_allclose(probs(ids[:n]), np.exp(log_p[-1, 0]), rtol=1e-5, atol=1e-7)
 
 
 def test_dropout_is_random_in_training_only(engine: LMEngine, valid: StreamBatches) -> None:

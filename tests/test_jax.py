@@ -16,6 +16,7 @@ from rnn_theano.checkpoint import load_checkpoint
 from rnn_theano.cli import train_main
 from rnn_theano.engine import LMEngine
 from rnn_theano.lm import LMConfig, init_lm_params
+from rnn_theano.models import next_word_probs
 
 import jax  # noqa: F401  (a test dependency: missing jax is a failure, not a skip)
 
@@ -54,6 +55,18 @@ def test_jax_training_equals_numba(cell):
     # one compiled function per (kind, shape): two training shapes, one evaluation shape
     assert sorted(k for k in engines["JAX"]._functions) == [
         ("eval", (6, 3)), ("train", (4, 2)), ("train", (6, 3))]
+
+
+def test_generating_compiles_one_shape():
+    """Each sampled word is one (1, 1) step from the carried state: one compile under JAX,
+    not one per prefix length."""
+    config = LMConfig(cell="gru", vocab_size=30, embed_dim=8, hidden_dim=8)
+    engine = LMEngine(config, mode="JAX")
+    probs = next_word_probs(engine)
+    ids = np.arange(1, 11, dtype=np.int32)
+    for n in range(1, 11):
+        assert probs(ids[:n]).sum() == pytest.approx(1.0, rel=1e-5)
+    assert list(engine._functions) == [("log_probs", (1, 1))]
 
 
 def test_jax_trains_from_the_command_line_with_dropout(shared_data, tmp_path):

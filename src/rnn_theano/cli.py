@@ -30,6 +30,7 @@ from .models import (ARCHITECTURE, Model, build_engine, build_model, count_param
                      lm_config, model_from_checkpoint, next_word_probs)
 from .sampling import detokenize, generate_sentence, sentence_markers
 from .stream import build_stream_vocabulary
+from .theano_rnn import RNNTheano
 from .tokenize import tokenize_words
 from .training import limit_blas_threads, mean_loss, train, unigram_loss
 from .vocab import Vocabulary
@@ -102,10 +103,11 @@ def describe(model: Model, config: TrainConfig) -> str:
     if isinstance(model, LMEngine):
         arch = model.config
         return (f"{arch.layers}-layer {'bidirectional ' if arch.bidirectional else ''}"
-                f"{arch.cell.upper()} {arch.hidden_dim} (engine, {config.optimizer}, "
+                f"{arch.cell.upper()} {arch.hidden_dim} (engine under {model.mode}, {config.optimizer}, "
                 f"{'stream' if config.stream else 'sentences'}, batch {config.batch_size})")
     return (f"{type(model).__name__} hidden {model.hidden_dim}, {config.activation}, "
-            f"bptt-truncate {config.bptt_truncate} ({config.truncation})")
+            f"bptt-truncate {config.bptt_truncate} ({config.truncation})"
+            + (f", under {model.mode}" if isinstance(model, RNNTheano) else ""))
 
 
 def _train_tutorial(config: TrainConfig, splits: Splits, resumed: Checkpoint | None,

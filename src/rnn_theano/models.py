@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import Checkpoint
+from .config import backend
 from .engine import LMEngine
 from .errors import UserError
 from .lm import LMConfig
@@ -34,7 +35,7 @@ def build_model(config: dict[str, Any], word_dim: int,
                   activation=config["activation"], seed=config.get("seed", 0), params=params)
     if config.get("impl", "theano") == "numpy":
         return RNNNumpy(**common)
-    return RNNTheano(**common, mode=config.get("mode", "NUMBA"),
+    return RNNTheano(**common, mode=backend(config.get("mode", "NUMBA"), engine=False),
                      float32=config.get("float32", False))
 
 
@@ -66,7 +67,7 @@ def build_engine(config: dict[str, Any], arch: LMConfig,
                  params: dict[str, np.ndarray] | None = None) -> LMEngine:
     """An ``LMEngine`` with the optimizer settings of ``config`` (its learning rate resolved,
     as ``TrainConfig.lr`` does and as every checkpoint records it)."""
-    return LMEngine(arch, params, mode=config.get("mode", "NUMBA"),
+    return LMEngine(arch, params, mode=backend(config.get("mode", "NUMBA"), engine=True),
                     optimizer=config.get("optimizer", "sgd"),
                     learning_rate=config["learning_rate"], clip_norm=config.get("clip_norm") or None,
                     weight_decay=config.get("weight_decay", 0.0))
@@ -95,13 +96,36 @@ def next_word_probs(model: Model) -> NextWordProbs:
             raise UserError("a bidirectional model sees the words after the one it predicts, so "
                             "it cannot generate left to right: use scripts/fill_blank.py")
 
-        def engine_probs(ids: np.ndarray) -> np.ndarray:
-            x = ids[:, None]  # (T, 1): one sequence
-            log_p, _ = model.log_probs(x, np.zeros_like(x), np.ones(x.shape, np.float32),
-                                       model.initial_state(1))
-            return np.exp(log_p[-1, 0].astype(np.float64))
-        return engine_probs
+        return _IncrementalProbs(model)
     return lambda ids: model.forward_propagation(ids)[0][-1]
+
+
+class _IncrementalProbs:
+    """The engine's next-word distribution, reading each word of a growing prefix once.
+
+    A sampler asks for ids[:1], ids[:2], ... in turn. Feeding each new word as a (1, 1) batch
+    from the state the previous words left makes a sentence cost one step per word instead
+    of one pass over the whole prefix per word, and keeps one input shape: under JAX a
+    new shape is a new compile.
+    """
+
+    def __init__(self, model: LMEngine) -> None:
+        self.model = model
+        self.ids = np.zeros(0, np.int32)  # the prefix read so far
+        self.state = model.initial_state(1)
+        self.log_p: np.ndarray | None = None  # (C,) after self.ids
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        n = len(self.ids)
+        if not (n and len(ids) >= n and np.array_equal(ids[:n], self.ids)):
+            n, self.state = 0, self.model.initial_state(1)  # another prefix: start again
+        one = np.ones((1, 1), np.float32)
+        for word in ids[n:]:
+            x = np.full((1, 1), word, np.int32)
+            log_p, self.state = self.model.log_probs(x, x, one, self.state)
+            self.log_p = log_p[0, 0]
+        self.ids = np.array(ids, np.int32)
+        return np.exp(self.log_p.astype(np.float64))
 
 
 def count_params(model: Model) -> int:
