@@ -13,6 +13,8 @@ Times, with random word ids of the benchmark's shapes (default: batch 20, unroll
 * the recurrent stack alone (embedding, 2 layers of scan; forward and gradient);
 * the log-softmax of a (T*B, C) matrix, compiled (Numba or JAX) and in numpy;
 * the matrix products of the step, in numpy, for the GEMM share of the time;
+* with ``--mode JAX --cell lstm``, the same training step written directly in JAX
+  (``native_jax_lstm_step``): how close the graph PyTensor hands to XLA comes to it;
 
 and writes the optimized graph of the training function (``pytensor.dprint`` with types)
 to ``--dprint``, counting its float64 variables and its scans.
@@ -50,6 +52,60 @@ def timeit(f, n: int = 15) -> float:
         _ready(f())
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def native_jax_lstm_step(T: int, B: int, C: int, H: int, L: int, rng: np.random.Generator):
+    """Config c's training step written directly in JAX, the yardstick for the engine's graph.
+
+    Embedding, L LSTM layers (``lax.scan``, input projection before it), output layer, mean
+    cross-entropy, gradient by ``jax.value_and_grad``, global-norm clip 0.25 and SGD lr 20:
+    what the engine compiles, without PyTensor in between. Returns a zero-argument step
+    (the parameters it starts from stay the same, so every call times the same work).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def u(*shape):
+        return jnp.asarray(rng.uniform(-0.07, 0.07, shape).astype(np.float32))
+
+    params = {"E": u(C, H), "W": u(H, C), "b": jnp.zeros(C, jnp.float32)}
+    for i in range(L):
+        params |= {f"Wx{i}": u(H, 4 * H), f"Wh{i}": u(H, 4 * H), f"b{i}": u(4 * H)}
+
+    def loss(p, x, y):
+        h = p["E"][x]                                           # (T, B, H)
+        for i in range(L):
+            xp = h @ p[f"Wx{i}"] + p[f"b{i}"]                   # (T, B, 4H), before the loop
+            Wh = p[f"Wh{i}"]
+
+            def step(carry, xp_t, Wh=Wh):
+                h_prev, c_prev = carry
+                gi, gf, gg, go = jnp.split(xp_t + h_prev @ Wh, 4, axis=-1)
+                c = jax.nn.sigmoid(gf) * c_prev + jax.nn.sigmoid(gi) * jnp.tanh(gg)
+                h_t = jax.nn.sigmoid(go) * jnp.tanh(c)
+                return (h_t, c), h_t
+
+            zero = jnp.zeros((B, H), jnp.float32)
+            _, h = jax.lax.scan(step, (zero, zero), xp)
+        z = h.reshape(T * B, H) @ p["W"] + p["b"]                # (T*B, C)
+        target = jnp.take_along_axis(z, y.reshape(-1, 1), axis=1)[:, 0]
+        return (jax.nn.logsumexp(z, axis=-1) - target).mean()
+
+    @jax.jit
+    def train(p, x, y):
+        value, grads = jax.value_and_grad(loss)(p, x, y)
+        norm = jnp.sqrt(sum((g * g).sum() for g in jax.tree.leaves(grads)))
+        scale = 20.0 * jnp.minimum(1.0, 0.25 / norm)
+        return value, jax.tree.map(lambda w, g: w - scale * g, p, grads)
+
+    x = jnp.asarray(rng.integers(0, C, (T, B)).astype(np.int32))
+    y = jnp.asarray(rng.integers(0, C, (T, B)).astype(np.int32))
+
+    def run():
+        value, updated = train(params, x, y)
+        jax.block_until_ready(updated)  # the updates too, not only the loss
+        return value
+    return run
 
 
 def main() -> None:
@@ -144,6 +200,9 @@ def main() -> None:
         ("recurrent stack: forward", lambda: rnn_fwd(x, mask)),
         ("recurrent stack: forward + gradient", lambda: rnn_grad(x, mask)),
     ]
+    if mode == "JAX" and args.cell == "lstm":
+        rows.insert(1, ("the same step written in JAX directly",
+                        native_jax_lstm_step(T, B, C, H, L, rng)))
     print(f"cell {args.cell}, T={T} B={B} H={H} L={L} C={C}, BLAS threads {args.threads}")
     for name, f in rows:
         t = timeit(f)

@@ -12,11 +12,26 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
+def _script_module(path: Path = BENCH):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _bench_module():
+    return _script_module(BENCH)
+
+
+def test_the_hand_written_jax_yardstick_runs():
+    """bench_profile.py's LSTM step written in JAX: at its small initial weights the mean
+    cross-entropy is about ln C (as the engine's first loss is), and every call repeats it."""
+    import numpy as np
+    profile = _script_module(ROOT / "scripts" / "bench_profile.py")
+    step = profile.native_jax_lstm_step(T=5, B=3, C=50, H=8, L=2, rng=np.random.default_rng(0))
+    first = float(step())
+    assert first == pytest.approx(np.log(50), rel=0.02)
+    assert float(step()) == pytest.approx(first, rel=1e-6)  # each call times the same work
 
 
 def test_flops_per_token_formula():
