@@ -212,9 +212,14 @@ def main() -> None:
     pytensor.dprint(eng._function("train", x), file=buf, print_type=True)
     text = buf.getvalue()
     n_f64 = len(re.findall(r"float64", text))
-    ops = re.findall(r"^[ |]*(\w+)\{", text, re.M)
-    print(f"training graph: {len(text.splitlines())} lines, {n_f64} float64 mentions, "
-          f"{sum(1 for o in ops if o == 'Scan')} scans (forward and backward, each level)")
+    # Arrays typed float64 (Vector(float64, ...), Matrix(...), ...) would be float64 leaking
+    # into the float32 graph; float32 sums with a float64 accumulator (acc=float64) are not.
+    n_f64_arrays = len(re.findall(r"<(?!Scalar)\w+\(float64", text))
+    scans = set(re.findall(r"Scan\{(\w+)[^}]*\}(?:\.\d+)? \[id (\w+)\]", text))
+    print(f"training graph: {len(text.splitlines())} lines, {n_f64} float64 mentions "
+          f"({n_f64_arrays} of them arrays), "
+          f"{sum(1 for fn, _ in scans if fn == 'scan_fn')} forward and "
+          f"{sum(1 for fn, _ in scans if fn != 'scan_fn')} backward scans (one of each per layer)")
     if args.dprint:
         with open(args.dprint, "w") as fh:
             fh.write(text)
