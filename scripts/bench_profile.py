@@ -54,13 +54,15 @@ def timeit(f, n: int = 15) -> float:
     return statistics.median(times)
 
 
-def native_jax_lstm_step(T: int, B: int, C: int, H: int, L: int, rng: np.random.Generator):
+def native_jax_lstm_step(T: int, B: int, C: int, H: int, L: int, rng: np.random.Generator,
+                         keep_updates: bool = False):
     """Config c's training step written directly in JAX, the yardstick for the engine's graph.
 
     Embedding, L LSTM layers (``lax.scan``, input projection before it), output layer, mean
     cross-entropy, gradient by ``jax.value_and_grad``, global-norm clip 0.25 and SGD lr 20:
-    what the engine compiles, without PyTensor in between. Returns a zero-argument step
-    (the parameters it starts from stay the same, so every call times the same work).
+    what the engine compiles, without PyTensor in between and without the mask (every word
+    counts). Returns a zero-argument step; with ``keep_updates`` False every call starts
+    from the same parameters (the same work each time), with True each trains on.
     """
     import jax
     import jax.numpy as jnp
@@ -101,9 +103,13 @@ def native_jax_lstm_step(T: int, B: int, C: int, H: int, L: int, rng: np.random.
     x = jnp.asarray(rng.integers(0, C, (T, B)).astype(np.int32))
     y = jnp.asarray(rng.integers(0, C, (T, B)).astype(np.int32))
 
+    state = {"params": params}
+
     def run():
-        value, updated = train(params, x, y)
+        value, updated = train(state["params"], x, y)
         jax.block_until_ready(updated)  # the updates too, not only the loss
+        if keep_updates:
+            state["params"] = updated
         return value
     return run
 
@@ -212,12 +218,13 @@ def main() -> None:
     pytensor.dprint(eng._function("train", x), file=buf, print_type=True)
     text = buf.getvalue()
     n_f64 = len(re.findall(r"float64", text))
-    # Arrays typed float64 (Vector(float64, ...), Matrix(...), ...) would be float64 leaking
-    # into the float32 graph; float32 sums with a float64 accumulator (acc=float64) are not.
-    n_f64_arrays = len(re.findall(r"<(?!Scalar)\w+\(float64", text))
+    # Tensors typed float64 (Scalar(float64, shape=()), Vector(...), Matrix(...), ...) would be
+    # float64 leaking into the float32 graph; float32 sums with a float64 accumulator
+    # (acc=float64) and bare float64 scalars inside a fused scalar op are not.
+    n_f64_arrays = len(re.findall(r"<\w+\(float64", text))
     scans = set(re.findall(r"Scan\{(\w+)[^}]*\}(?:\.\d+)? \[id (\w+)\]", text))
     print(f"training graph: {len(text.splitlines())} lines, {n_f64} float64 mentions "
-          f"({n_f64_arrays} of them arrays), "
+          f"({n_f64_arrays} of them tensors), "
           f"{sum(1 for fn, _ in scans if fn == 'scan_fn')} forward and "
           f"{sum(1 for fn, _ in scans if fn != 'scan_fn')} backward scans (one of each per layer)")
     if args.dprint:

@@ -170,6 +170,9 @@ def test_the_engine_runs_under_jax_by_default_and_numba_without_it(sentence_mode
     assert backend("AUTO", engine=False) == "NUMBA" and backend("CVM", engine=True) == "CVM"
     hide_jax(monkeypatch)
     assert model_from_checkpoint(ckpt).mode == "NUMBA"
+    # A file trained with --mode JAX (the Penn Treebank targets) loads too, under Numba.
+    ckpt.config["mode"] = "JAX"
+    assert model_from_checkpoint(ckpt).mode == "NUMBA"
 
 
 def test_bad_evaluate_and_fill_blank_input(sentence_model, capsys):

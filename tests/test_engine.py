@@ -73,15 +73,24 @@ def test_log_probs_are_normalised_and_agree_with_the_cost(engine: LMEngine) -> N
     assert -picked.sum() == pytest.approx(cost, rel=1e-5)
 
 
-def test_next_word_probs_read_a_growing_prefix_once(engine: LMEngine) -> None:
+@pytest.mark.parametrize("layers", [1, 2])
+def test_next_word_probs_read_a_growing_prefix_once(engine: LMEngine, layers: int) -> None:
     """A sampler asks for ids[:1], ids[:2], ...; each answer is the one a pass over the whole
-    prefix gives, also after a prefix that does not extend the last one (it starts again)."""
+    prefix gives, also for the same prefix again, a shorter one and a diverging one (both
+    start again), with one layer (the LSTM) and with two (a GRU)."""
+    if layers == 2:
+        engine = LMEngine(LMConfig(cell="gru", vocab_size=C, embed_dim=8, hidden_dim=8,
+                                   layers=2, seed=3))
     ids = _pattern_stream(9, seed=4)
+    other = ids.copy()
+    other[2] = (other[2] + 1) % C
     probs = next_word_probs(engine)
-    for n in (1, 2, 3, 6, 9, 4):
-        x = ids[:n, None]  # (n, 1)
+    for prefix in (ids[:1], ids[:2], ids[:3], ids[:6], ids[:9], ids[:9], ids[:4], other[:4]):
+        x = prefix[:, None]  # (n, 1)
         log_p, _ = engine.log_probs(x, x, np.ones(x.shape, np.float32), engine.initial_state(1))
-        np.testing.assert_allclose(probs(ids[:n]), np.exp(log_p[-1, 0]), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(probs(prefix), np.exp(log_p[-1, 0]), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="at least one word"):
+        probs(ids[:0])
 
 
 def test_dropout_is_random_in_training_only(engine: LMEngine, valid: StreamBatches) -> None:

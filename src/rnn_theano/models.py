@@ -80,6 +80,9 @@ def is_engine(ckpt: Checkpoint) -> bool:
 def model_from_checkpoint(ckpt: Checkpoint, **overrides: Any) -> Model:
     """Rebuild the saved model; ``overrides`` may change e.g. ``impl``, ``mode`` or the optimizer."""
     config = {**ckpt.config, **overrides}
+    if "mode" not in overrides and config.get("mode") == "JAX":
+        # Trained under XLA; the same function runs under Numba where jax is not installed.
+        config["mode"] = "AUTO"
     if is_engine(ckpt):
         arch = LMConfig.from_dict(ckpt.config["lm"])
         if arch.vocab_size != len(ckpt.vocab):
@@ -116,16 +119,19 @@ class _IncrementalProbs:
         self.log_p: np.ndarray | None = None  # (C,) after self.ids
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
-        n = len(self.ids)
-        if not (n and len(ids) >= n and np.array_equal(ids[:n], self.ids)):
-            n, self.state = 0, self.model.initial_state(1)  # another prefix: start again
+        if len(ids) == 0:
+            raise ValueError("the prefix needs at least one word (the sentence start)")
+        n, state, log_p = len(self.ids), self.state, self.log_p
+        if not (len(ids) >= n and np.array_equal(ids[:n], self.ids)):
+            n, state = 0, self.model.initial_state(1)  # another prefix: start again
         one = np.ones((1, 1), np.float32)
         for word in ids[n:]:
             x = np.full((1, 1), word, np.int32)
-            log_p, self.state = self.model.log_probs(x, x, one, self.state)
-            self.log_p = log_p[0, 0]
-        self.ids = np.array(ids, np.int32)
-        return np.exp(self.log_p.astype(np.float64))
+            log_p, state = self.model.log_probs(x, x, one, state)
+            log_p = log_p[0, 0]
+        # All three together, so that a call stopped halfway leaves a consistent cache.
+        self.ids, self.state, self.log_p = np.array(ids, np.int32), state, log_p
+        return np.exp(log_p.astype(np.float64))
 
 
 def count_params(model: Model) -> int:
