@@ -23,7 +23,8 @@ one configuration run side by side and take turns through a lock file (see ``tur
 their passes alternate in time and never overlap. Every subprocess tries each thread count
 of ``--threads`` (BLAS threads through threadpoolctl, set after the first compiled call;
 ``torch.set_num_threads`` for the peer), each with warm-up repetitions and then ``--reps``
-timed repetitions over the same batches; words/s is the median. The best thread count is what the table shows.
+timed repetitions over the same batches; words/s is the median. The best thread count is
+what the table shows.
 
 The engine runs once per backend of ``--mode`` (default both): ``engine-jax`` under XLA, what
 the command-line tools use when jax is installed (``--mode AUTO``), which keeps its own thread

@@ -103,13 +103,12 @@ def native_jax_lstm_step(T: int, B: int, C: int, H: int, L: int, rng: np.random.
     x = jnp.asarray(rng.integers(0, C, (T, B)).astype(np.int32))
     y = jnp.asarray(rng.integers(0, C, (T, B)).astype(np.int32))
 
-    state = {"params": params}
-
     def run():
-        value, updated = train(state["params"], x, y)
+        nonlocal params
+        value, updated = train(params, x, y)
         jax.block_until_ready(updated)  # the updates too, not only the loss
         if keep_updates:
-            state["params"] = updated
+            params = updated
         return value
     return run
 
@@ -218,13 +217,15 @@ def main() -> None:
     pytensor.dprint(eng._function("train", x), file=buf, print_type=True)
     text = buf.getvalue()
     n_f64 = len(re.findall(r"float64", text))
-    # Tensors typed float64 (Scalar(float64, shape=()), Vector(...), Matrix(...), ...) would be
-    # float64 leaking into the float32 graph; float32 sums with a float64 accumulator
-    # (acc=float64) and bare float64 scalars inside a fused scalar op are not.
-    n_f64_arrays = len(re.findall(r"<\w+\(float64", text))
+    # Arrays typed float64 (Vector(float64, ...), Matrix(...), ...) would be float64 leaking
+    # into the float32 graph. Not counted as such: float32 sums with a float64 accumulator
+    # (acc=float64), and 0-d float64 values (Scalar(float64, shape=()) tensors, bare float64
+    # inside a fused scalar op), counted apart: the clipping factor is one.
+    n_f64_arrays = len(re.findall(r"<(?!Scalar)\w+\(float64", text))
+    n_f64_0d = len(re.findall(r"<Scalar\(float64|<float64>", text))
     scans = set(re.findall(r"Scan\{(\w+)[^}]*\}(?:\.\d+)? \[id (\w+)\]", text))
     print(f"training graph: {len(text.splitlines())} lines, {n_f64} float64 mentions "
-          f"({n_f64_arrays} of them tensors), "
+          f"({n_f64_arrays} arrays, {n_f64_0d} 0-d), "
           f"{sum(1 for fn, _ in scans if fn == 'scan_fn')} forward and "
           f"{sum(1 for fn, _ in scans if fn != 'scan_fn')} backward scans (one of each per layer)")
     if args.dprint:

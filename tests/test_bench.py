@@ -12,15 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"
 
 
-def _script_module(path: Path = BENCH):
+def _script_module(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _bench_module():
-    return _script_module(BENCH)
 
 
 def test_the_hand_written_jax_yardstick_trains():
@@ -41,7 +37,7 @@ def test_the_hand_written_jax_yardstick_trains():
 
 
 def test_flops_per_token_formula():
-    bench = _bench_module()
+    bench = _script_module(BENCH)
     cfgs = bench.configs(tiny=False)
     # Tutorial: 6 (H^2 + H C) with H = 100, C = 8000.
     assert bench.flops_per_token(cfgs["a"]) == 6 * (100 * 100 + 100 * 8000)

@@ -103,8 +103,9 @@ def describe(model: Model, config: TrainConfig) -> str:
     if isinstance(model, LMEngine):
         arch = model.config
         return (f"{arch.layers}-layer {'bidirectional ' if arch.bidirectional else ''}"
-                f"{arch.cell.upper()} {arch.hidden_dim} (engine under {model.mode}, {config.optimizer}, "
-                f"{'stream' if config.stream else 'sentences'}, batch {config.batch_size})")
+                f"{arch.cell.upper()} {arch.hidden_dim} (engine under {model.mode}, "
+                f"{config.optimizer}, {'stream' if config.stream else 'sentences'}, "
+                f"batch {config.batch_size})")
     return (f"{type(model).__name__} hidden {model.hidden_dim}, {config.activation}, "
             f"bptt-truncate {config.bptt_truncate} ({config.truncation})"
             + (f", under {model.mode}" if isinstance(model, RNNTheano) else ""))

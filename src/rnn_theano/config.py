@@ -31,9 +31,9 @@ def backend(mode: str, engine: bool) -> str:
 
     ``AUTO`` is JAX (XLA) for the engine when jax is installed: on the CPU it trained the
     engine 1.4-1.6 times as fast as Numba in the README's benchmark and compiles a graph in
-    seconds where Numba's first compile takes a minute (README, "Backends and speed"). Otherwise, and always for the
-    tutorial's model (one sentence of any length per step, which XLA's fixed shapes do not
-    suit), it is NUMBA.
+    seconds where Numba's first compile takes a minute (README, "Backends and speed").
+    Otherwise, and always for the tutorial's model (one sentence of any length per step,
+    which XLA's fixed shapes do not suit), it is NUMBA.
     """
     if mode != "AUTO":
         return mode
