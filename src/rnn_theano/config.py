@@ -30,8 +30,8 @@ def backend(mode: str, engine: bool) -> str:
     """The PyTensor mode a model is compiled with, ``AUTO`` resolved.
 
     ``AUTO`` is JAX (XLA) for the engine when jax is installed: on the CPU it trained the
-    engine 1.4-1.6 times as fast as Numba in the README's benchmark and compiles a graph in
-    seconds where Numba's first compile takes a minute (README, "Backends and speed").
+    engine 1.4-1.5 times as fast as Numba in the README's benchmark and compiles a graph in
+    seconds where Numba's first compile takes 40-50 s (README, "Backends and speed").
     Otherwise, and always for the tutorial's model (one sentence of any length per step,
     which XLA's fixed shapes do not suit), it is NUMBA.
     """

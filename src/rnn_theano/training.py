@@ -130,8 +130,8 @@ def train(model, train_pairs: Pairs, valid_pairs: Pairs, *, epochs: int, learnin
 
     done, started = first, time.perf_counter()  # done: the last epoch completed
     try:
-        log("compiling the graphs if needed (a first run takes a minute; later runs reuse "
-            "the cache)")
+        log("compiling the graphs if needed (a first run takes under a minute; later runs "
+            "reuse the cache)")
         if not history:  # the untrained model: its loss should be close to ln(C)
             evaluate(0, 0.0, 0.0)
         # A step with learning rate 0 changes nothing but compiles the training graph now,
