@@ -5,8 +5,9 @@
 #   make generate                   sample sentences from the trained model
 #   make test                       run the test suite
 #   make bench                      training speed side by side with PyTorch (QUICK=1: a short run)
-#   make ptb-rnn / ptb-lstm / ptb-gru   the Penn Treebank reproductions (about 35 minutes each on 2 cores)
+#   make ptb-rnn / ptb-lstm / ptb-gru   the Penn Treebank recipes of configs/ (about 35 minutes each on 2 cores)
 #   make ptb-plots                  their training curves as PNG (needs the [plot] extra)
+#   make gradient-flow              the vanishing-gradient study (docs/gradient-flow.md)
 #
 # Settings below are defaults; override any of them on the command line (make train EPOCHS=2).
 
@@ -36,26 +37,14 @@ QUICK        ?=
 BENCH_OUT    ?= checkpoints/bench.json
 BENCH_FLAGS  ?=
 
-# Penn Treebank: ../shared/data when it is there, else downloaded into data/ on first use.
-PTB_DATA_DIR ?= $(if $(wildcard ../shared/data/ptb/ptb.test.txt),../shared/data,data)
+# Penn Treebank recipes live in configs/; the corpus is read from $RNN_THEANO_DATA when set,
+# else from data/, where it is downloaded on first use.
 PTB_OUT      ?= docs/ptb
-# Zaremba et al. (2014) "small": batch 20, unroll 20, SGD lr 1 and clip 5 on the loss summed
-# over the 20 steps, which is lr 20 and clip 0.25 on our loss, the mean per token.
-# --mode JAX: XLA on the CPU trains these fixed-shape windows faster than Numba (README,
-# "Backends and speed"), which is what brings each run well inside the hour on two cores.
-PTB_FLAGS    := --corpus ptb --data-dir $(PTB_DATA_DIR) --stream --batch-size 20 --bptt-len 20 \
-                --vocab-size 10000 --clip-norm 0.25 --epochs 13 --lr-decay 0.5 --decay-after 4 \
-                --mode JAX
-PTB_LSTM     := --cell lstm --layers 2 --hidden-dim 200 --learning-rate 20
-# The GRU diverges at lr 20 (epoch 4); lr 5 is the best of 5, 10, 20 (README.md, "Penn Treebank").
-PTB_GRU      := --cell gru --layers 2 --hidden-dim 200 --learning-rate 5
-# The tanh RNN diverges under SGD at lr >= 8 and crawls below; Adam, dropout and tied weights.
-PTB_RNN      := --cell rnn --layers 1 --hidden-dim 256 --tie-weights --dropout 0.3 \
-                --optimizer adam --learning-rate 0.002
+PTB_TEST     ?= $${RNN_THEANO_DATA:-data}/ptb/ptb.test.txt
 
 SOURCE_FLAGS := $(if $(DATA),--data $(DATA)) $(if $(CORPUS),--corpus $(CORPUS))
 
-.PHONY: install train generate test bench clean ptb-rnn ptb-lstm ptb-gru ptb-plots
+.PHONY: install train generate test bench clean ptb-rnn ptb-lstm ptb-gru ptb-plots gradient-flow
 
 install: $(STAMP)
 
@@ -81,21 +70,25 @@ test: $(STAMP)
 # The PyTorch peer runs in .venv-torch (Python 3.11, torch 2.13.0 CPU) when .venv has no torch;
 # the bench creates it on first use.
 bench: $(STAMP)
-	$(PY) scripts/bench.py --make-torch-venv --out $(BENCH_OUT) $(if $(QUICK),--quick) $(BENCH_FLAGS)
+	$(PY) experiments/bench.py --make-torch-venv --out $(BENCH_OUT) $(if $(QUICK),--quick) $(BENCH_FLAGS)
 
-# Train, log every epoch to $(PTB_OUT)/NAME.json, then score the test set again at batch 1
-# (the state carried through the whole test stream) to show batching does not change it.
+# Train a recipe, log every epoch to $(PTB_OUT)/NAME.json, then score the test set again at
+# batch 1 (the state carried through the whole test stream) to show batching does not change it.
 ptb-rnn ptb-lstm ptb-gru: ptb-%: $(STAMP)
 	@mkdir -p $(PTB_OUT)
-	PYTHONUNBUFFERED=1 $(PY) scripts/train_lm.py $(PTB_FLAGS) $(PTB_$(shell echo $* | tr a-z A-Z)) \
-	  --model-out checkpoints/ptb-$*.npz --log-json $(PTB_OUT)/$*.json | tee $(PTB_OUT)/$*.log
-	$(PY) scripts/evaluate.py --model checkpoints/ptb-$*.npz --data $(PTB_DATA_DIR)/ptb/ptb.test.txt \
+	PYTHONUNBUFFERED=1 $(VENV)/bin/rnn-theano train --config configs/ptb-$*.toml \
+	  --log-json $(PTB_OUT)/$*.json $(TRAIN_FLAGS) | tee $(PTB_OUT)/$*.log
+	$(VENV)/bin/rnn-theano evaluate --model checkpoints/ptb-$*.npz --data $(PTB_TEST) \
 	  --batch-size 1 | tee -a $(PTB_OUT)/$*.log
 
 ptb-plots: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[plot]'
-	$(PY) scripts/plot_curves.py $(wildcard $(PTB_OUT)/rnn.json $(PTB_OUT)/lstm.json $(PTB_OUT)/gru.json) \
+	$(PY) experiments/plot_curves.py $(wildcard $(PTB_OUT)/rnn.json $(PTB_OUT)/lstm.json $(PTB_OUT)/gru.json) \
 	  --reference rnn=124.7 --reference lstm=114.5 --out $(PTB_OUT)/curves.png
+
+gradient-flow: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[plot]'
+	$(PY) experiments/gradient_flow.py --out docs/gradient_flow.png
 
 clean:
 	rm -rf $(VENV) .venv-torch .pytest_cache build src/*.egg-info

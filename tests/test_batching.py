@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnn_theano.batching import SentenceBatches, StreamBatches
-from rnn_theano.corpus import load_sentences
+from rnn_theano.data.batching import SentenceBatches, StreamBatches
+from rnn_theano.data.corpus import load_sentences
 from rnn_theano.errors import UserError
-from rnn_theano.stream import EOS, UNK, build_stream_vocabulary, encode_stream
-from rnn_theano.vocab import Vocabulary
+from rnn_theano.data.stream import EOS, UNK, build_stream_vocabulary, encode_stream
+from rnn_theano.data.vocab import Vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from pytensor.compile.mode import Mode
 
-from rnn_theano.batching import SentenceBatches
-from rnn_theano.engine import LMEngine, run_batches
-from rnn_theano.lm import LMConfig
-from rnn_theano.vocab import Vocabulary
+from rnn_theano.data.batching import SentenceBatches
+from rnn_theano.tasks.lm_engine import LMEngine, run_batches
+from rnn_theano.tasks.lm_graph import LMConfig
+from rnn_theano.data.vocab import Vocabulary
 
 pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
 

@@ -8,7 +8,7 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import Mode
 
-from rnn_theano.cells import CELLS, init_cell_params, project_inputs, run_cell
+from rnn_theano.nn.cells import CELLS, init_cell_params, project_inputs, run_cell
 
 pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
 

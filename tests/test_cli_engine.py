@@ -14,7 +14,7 @@ from rnn_theano.checkpoint import load_checkpoint
 from rnn_theano.cli import evaluate_main, fill_blank_main, generate_main, train_main, user_errors
 from rnn_theano.config import backend
 from rnn_theano.curves import main as curves_main
-from rnn_theano.models import model_from_checkpoint
+from rnn_theano.tasks.lm import model_from_checkpoint
 from test_cli import check_user_error
 
 plot_curves = user_errors(curves_main)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rnn_theano import corpus
-from rnn_theano.corpus import FORMATS, detect_format, load_sentences
+from rnn_theano.data.corpus import FORMATS, detect_format, load_sentences
 from rnn_theano.errors import UserError
 
 REDDIT = "reddit/reddit-comments-2015-08-sample.csv"

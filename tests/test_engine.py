@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from lm_reference import reference_cost
-from rnn_theano.batching import SentenceBatches, StreamBatches
-from rnn_theano.engine import LMEngine, evaluate_sentences, evaluate_stream, run_batches
+from rnn_theano.data.batching import SentenceBatches, StreamBatches
+from rnn_theano.tasks.lm_engine import LMEngine, evaluate_batches, run_batches
 from rnn_theano.errors import UserError
-from rnn_theano.lm import LMConfig
-from rnn_theano.models import next_word_probs
+from rnn_theano.tasks.lm_graph import LMConfig
+from rnn_theano.tasks.lm import next_word_probs
 
 C = 12
 
@@ -53,8 +53,9 @@ def test_eval_step_matches_the_numpy_reference(engine: LMEngine) -> None:
 
 
 def test_stream_state_is_carried_across_windows(engine: LMEngine, valid: StreamBatches) -> None:
-    windows = evaluate_stream(engine, valid)
-    whole = evaluate_stream(engine, StreamBatches(_pattern_stream(400, seed=2), 4, bptt_len=1000))
+    windows = evaluate_batches(engine, valid, stream=True)
+    whole = evaluate_batches(engine, StreamBatches(_pattern_stream(400, seed=2), 4, bptt_len=1000),
+                             stream=True)
     assert windows.n_tokens == whole.n_tokens == valid.n_tokens
     assert windows.total_cost == pytest.approx(whole.total_cost, rel=1e-5)
     # Restarting from zero at every window loses the context: a different number.
@@ -107,7 +108,7 @@ def test_dropout_is_random_in_training_only(engine: LMEngine, valid: StreamBatch
 
 def test_training_lowers_the_loss(engine: LMEngine, valid: StreamBatches) -> None:
     train = StreamBatches(_pattern_stream(4000, seed=1), batch_size=4, bptt_len=7)
-    before = evaluate_stream(engine, valid)
+    before = evaluate_batches(engine, valid, stream=True)
     assert before.perplexity == pytest.approx(C, rel=0.5)  # about uniform at the start
     norms = []
     for k in range(2):
@@ -116,13 +117,13 @@ def test_training_lowers_the_loss(engine: LMEngine, valid: StreamBatches) -> Non
                             callback=lambda r: norms.append(r.grad_norm))
         assert np.isfinite(score.total_cost) and score.n_tokens == train.n_tokens
     assert len(norms) == 2 * len(train) and np.isfinite(norms).all()
-    after = evaluate_stream(engine, valid)
+    after = evaluate_batches(engine, valid, stream=True)
     assert after.perplexity < 0.5 * before.perplexity
     sentences = SentenceBatches([_pattern_stream(n, seed=n) for n in (5, 9, 12)], batch_size=2)
-    assert evaluate_sentences(engine, sentences).n_tokens == sentences.n_tokens
+    assert evaluate_batches(engine, sentences, stream=False).n_tokens == sentences.n_tokens
 
 
 def test_stream_mode_refuses_a_bidirectional_model(valid: StreamBatches) -> None:
     config = LMConfig(cell="rnn", vocab_size=C, embed_dim=4, hidden_dim=4, bidirectional=True)
     with pytest.raises(UserError, match="stream mode"):
-        evaluate_stream(LMEngine(config), valid)  # refused before anything is compiled
+        evaluate_batches(LMEngine(config), valid, stream=True)  # refused before anything is compiled

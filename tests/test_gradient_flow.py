@@ -1,16 +1,22 @@
-"""dL_t/ds_{t-k} from autodiff (rnn_theano.gradient_flow) against hand-written BPTT and
-finite differences, and the decay properties the figure relies on.
+"""dL_t/ds_{t-k} from autodiff (experiments/gradient_flow.py) against hand-written BPTT and
+finite differences, the decay properties the figure relies on, and the command end to end.
 
 Tiny sizes and one compiled function per cell (FAST_COMPILE: these graphs are too small for
 Numba's compile time to pay off).
 """
 
+import json
+
 import numpy as np
 import pytest
 
+from experiments_loader import load
 from rnn_theano.errors import UserError
-from rnn_theano.gradient_flow import StateGradients, measure, pick_positions
-from rnn_theano.lm import LMConfig, init_lm_params
+from rnn_theano.tasks.lm_graph import LMConfig, init_lm_params
+
+gradient_flow = load("gradient_flow")
+StateGradients, measure, pick_positions = (gradient_flow.StateGradients, gradient_flow.measure,
+                                           gradient_flow.pick_positions)
 
 C, E, H = 12, 5, 4
 X = [3, 1, 4, 1, 5, 9, 2]  # x_0 .. x_t, t = 6
@@ -97,7 +103,7 @@ def test_small_weight_tanh_gradient_decays_monotonically(grad_fns):
 def test_relu_identity_with_zero_input_weights_keeps_the_norm(grad_fns):
     """Wx = 0, b > 0, Wh = I: s_j = (j + 1) b > 0, every unit active, so every step's Jacobian
     is the identity and ||dL_t/ds_{t-k}|| is the same for every k."""
-    p = init_lm_params(config("relu", relu_identity_init=True))
+    p = init_lm_params(config("relu", identity_init=True))
     assert np.array_equal(p["l0_Wh"], np.eye(H))
     p["l0_Wx"] = np.zeros_like(p["l0_Wx"])
     p["l0_b"] = np.full(H, 0.1)
@@ -126,3 +132,36 @@ def test_measure_averages_log_norms_and_clipping_only_shifts(grad_fns):
     np.testing.assert_allclose(shift, shift[0], rtol=1e-9)  # the same factor for every k
     with pytest.raises(UserError, match="--max-k"):
         measure(grad_fns["rnn"], p, sequences, [], 5, 1.0, name="x", cell="rnn", trained=False)
+
+
+def test_the_command_writes_the_curves_and_the_figure(small_text, tmp_path):
+    """One cell, trained two steps: its untrained and trained curves, in JSON and as a PNG."""
+    out = tmp_path / "flow.png"
+    assert gradient_flow.main(
+        ["--data", str(small_text), "--cells", "rnn", "--mode", "FAST_COMPILE", "--max-k", "3",
+         "--sentences", "5", "--train-steps", "2", "--batch-size", "4", "--hidden-dim", "4",
+         "--vocab-size", "30", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["settings"]["cells"] == ["rnn"] and data["settings"]["positions"] == 5
+    curves = data["curves"]
+    assert [(c["name"], c["trained"]) for c in curves] == [("rnn untrained", False),
+                                                          ("rnn trained", True)]
+    for c in curves:
+        assert c["k"] == [0, 1, 2, 3] and c["n_positions"] == 5
+        assert all(np.isfinite(c["mean_log10"])) and c["mean_loss"] > 0
+    assert curves[1]["info"]["steps"] == 2 and curves[1]["info"]["hidden_dim"] == 4
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-k", "0"], "--max-k must be at least 1"),
+    (["--cells", "rnn,cnn"], "--cells rnn,cnn: give a subset"),
+    (["--model", "lstm"], "write CELL=PATH"),
+    (["--out", "flow.svg"], "should name a .png"),
+    (["--no-such-flag"], "unrecognized arguments"),
+    (["--max-k", "60", "--train-steps", "0"], "no held-out sentence has 61 words"),
+])
+def test_bad_input_is_one_line_and_status_2(small_text, capsys, flags, message):
+    assert gradient_flow.main(["--data", str(small_text), *flags]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after any progress lines
+    assert last.startswith("error: ") and message in last

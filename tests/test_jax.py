@@ -14,9 +14,9 @@ import pytest
 
 from rnn_theano.checkpoint import load_checkpoint
 from rnn_theano.cli import train_main
-from rnn_theano.engine import LMEngine
-from rnn_theano.lm import LMConfig, init_lm_params
-from rnn_theano.models import next_word_probs
+from rnn_theano.tasks.lm_engine import LMEngine
+from rnn_theano.tasks.lm_graph import LMConfig, init_lm_params
+from rnn_theano.tasks.lm import next_word_probs
 
 import jax  # noqa: F401  (a test dependency: missing jax is a failure, not a skip)
 
@@ -85,8 +85,8 @@ def test_xla_executables_are_cached_in_the_pytensor_compile_directory(tmp_path):
     """A second process finds the first one's XLA executables under base_compiledir."""
     code = ("import numpy as np\n"
             "from rnn_theano import jax_backend\n"
-            "from rnn_theano.engine import LMEngine\n"
-            "from rnn_theano.lm import LMConfig\n"
+            "from rnn_theano.tasks.lm_engine import LMEngine\n"
+            "from rnn_theano.tasks.lm_graph import LMConfig\n"
             "e = LMEngine(LMConfig(cell='gru', vocab_size=30, embed_dim=4, hidden_dim=4), "
             "mode='JAX')\n"
             "x = np.ones((3, 2), np.int32)\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnn_theano.numpy_rnn import RNNNumpy, init_params
+from rnn_theano.tutorial.numpy_rnn import RNNNumpy, init_params
 
 C, H, T = 10, 6, 8  # a tiny model and an 8-word sentence: every gradient is cheap to check
 

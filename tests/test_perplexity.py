@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from rnn_theano.batching import StreamBatches
-from rnn_theano.engine import LMEngine, evaluate_stream
-from rnn_theano.lm import LMConfig, init_lm_params
+from rnn_theano.data.batching import StreamBatches
+from rnn_theano.tasks.lm_engine import LMEngine, evaluate_batches
+from rnn_theano.tasks.lm_graph import LMConfig, init_lm_params
 
 C = 5
 
@@ -34,7 +34,7 @@ def set_output(engine: LMEngine, out_b: np.ndarray) -> None:
 def test_uniform_model_has_perplexity_equal_to_vocabulary_size(engine):
     set_output(engine, np.zeros(C))
     stream = np.array([0, 1, 2, 3, 4, 0, 0, 1], dtype=np.int32)
-    score = evaluate_stream(engine, StreamBatches(stream, batch_size=1, bptt_len=3))
+    score = evaluate_batches(engine, StreamBatches(stream, batch_size=1, bptt_len=3), stream=True)
     assert score.n_tokens == 7  # every token but the first is predicted once
     assert score.perplexity == pytest.approx(C, rel=1e-12)
 
@@ -45,7 +45,7 @@ def test_bias_only_model_by_hand(engine, batch_size, bptt_len):
     p = np.array([0.5, 0.25, 0.125, 0.0625, 0.0625])
     set_output(engine, np.log(p))
     stream = np.array([0, 1, 0, 2, 4, 0, 1, 3, 0], dtype=np.int32)
-    score = evaluate_stream(engine, StreamBatches(stream, batch_size, bptt_len))
+    score = evaluate_batches(engine, StreamBatches(stream, batch_size, bptt_len), stream=True)
     # The stream in `batch_size` columns; the first token of each column is never predicted.
     columns = stream[:len(stream) // batch_size * batch_size].reshape(batch_size, -1)
     targets = columns[:, 1:].ravel()

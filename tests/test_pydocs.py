@@ -6,7 +6,7 @@ import re
 import pytest
 
 from rnn_theano import pydocs
-from rnn_theano.pydocs import builtin_sentences, prose_paragraphs
+from rnn_theano.data.pydocs import builtin_sentences, prose_paragraphs
 
 
 @pytest.fixture(scope="module")

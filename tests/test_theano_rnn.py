@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from rnn_theano.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from rnn_theano.corpus import load_sentences
-from rnn_theano.models import model_from_checkpoint
-from rnn_theano.numpy_rnn import RNNNumpy, init_params
-from rnn_theano.theano_rnn import RNNTheano
-from rnn_theano.vocab import Vocabulary
+from rnn_theano.data.corpus import load_sentences
+from rnn_theano.tasks.lm import model_from_checkpoint
+from rnn_theano.tutorial.numpy_rnn import RNNNumpy, init_params
+from rnn_theano.tutorial.theano_rnn import RNNTheano
+from rnn_theano.data.vocab import Vocabulary
 
 C, H, T = 12, 6, 9
 

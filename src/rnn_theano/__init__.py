@@ -1,5 +1,5 @@
-"""rnn-theano: the WildML RNN tutorial on PyTensor, and a minibatched engine beyond it."""
+"""rnn-theano: the WildML RNN tutorial on PyTensor, and a minibatched engine beyond it.
 
-from . import numba_backend
-
-numba_backend.configure()  # before anything compiles: see numba_backend's docstring
+Importing the package changes nothing in the process: backend settings are applied by
+``rnn_theano.backends.prepare`` where a model is built.
+"""

@@ -7,8 +7,10 @@ Layout (readable with numpy alone, ``np.load(path)``):
 * ``__opt__NAME``: the optimizer's state (Adam's moments and step count, RMSprop's mean
   squares), when the model has any, so a resumed run continues it;
 * ``__meta__``: a 0-d unicode array holding JSON with ``format``, ``version``, ``vocab`` (the
-  word list; a word's id is its index), ``config`` (the settings) and ``state`` (epoch,
-  learning rate, loss history).
+  word list; a word's id is its index), ``settings`` (``config.TrainConfig.to_dict()``: the
+  data, model and train sections) and ``state`` (epoch, learning rate, loss history, ...).
+
+Version 1 files (flat settings with a ``family`` key) are read and converted on loading.
 
 Writes are atomic: the file is written under a temporary name in the same directory, flushed
 to disk, then renamed over the target, so an interrupted save never leaves a half-written
@@ -19,29 +21,30 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .atomic import atomic_write
+from .config import SECTIONS, TrainConfig
 from .errors import UserError
-from .vocab import Vocabulary
+from .data.vocab import Vocabulary
 
 FORMAT = "rnn-theano-checkpoint"
-VERSION = 1
+VERSION = 2
 META_KEY = "__meta__"
 OPT_PREFIX = "__opt__"
 
 
 @dataclass
 class Checkpoint:
-    """What a checkpoint holds; ``config`` and ``state`` are plain JSON-able dicts."""
+    """What a checkpoint holds; ``state`` is a plain JSON-able dict."""
 
     params: dict[str, np.ndarray]
     vocab: Vocabulary
-    config: dict[str, Any]
+    settings: TrainConfig
     state: dict[str, Any] = field(default_factory=dict)
     optimizer: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -49,7 +52,7 @@ class Checkpoint:
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
     """Write ``ckpt`` to ``path`` atomically (temporary file, fsync, rename)."""
     meta = {"format": FORMAT, "version": VERSION, "vocab": list(ckpt.vocab.words),
-            "config": ckpt.config, "state": ckpt.state}
+            "settings": ckpt.settings.to_dict(), "state": ckpt.state}
     arrays = {name: np.asarray(value) for name, value in ckpt.params.items()}
     arrays.update({OPT_PREFIX + name: np.asarray(v) for name, v in ckpt.optimizer.items()})
     atomic_write(path, lambda f: np.savez(f, **arrays, **{META_KEY: np.array(json.dumps(meta))}))
@@ -73,15 +76,37 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise UserError(f"{problem} ({type(e).__name__}: {e}): {fix}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{problem} (unknown format): {fix}")
-    if meta.get("version") != VERSION:
+    if meta.get("version") not in (1, VERSION):
         raise UserError(f"{problem} (format version {meta.get('version')}, this program reads "
-                        f"{VERSION}): {fix}")
+                        f"1 and {VERSION}): {fix}")
     try:
         vocab = Vocabulary(tuple(meta["vocab"]))
         optimizer = {name[len(OPT_PREFIX):]: arrays.pop(name)
                      for name in list(arrays) if name.startswith(OPT_PREFIX)}
-        ckpt = Checkpoint(arrays, vocab, dict(meta["config"]), dict(meta.get("state", {})),
-                          optimizer)
-    except (KeyError, TypeError) as e:
+        sections = meta["settings"] if meta["version"] == VERSION else upgrade_v1(meta["config"])
+        settings = TrainConfig.from_dict(sections)
+        return Checkpoint(arrays, vocab, settings, dict(meta.get("state", {})), optimizer)
+    except (KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{problem} (incomplete metadata: {e}): {fix}") from None
-    return ckpt
+    except UserError as e:
+        raise UserError(f"{problem} ({e}): {fix}") from None
+
+
+# Version 1 kept every flag in one flat dict; these were dropped or renamed since.
+_V1_DROPPED = {"family", "lm", "cell", "config"}
+
+
+def upgrade_v1(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Version 1's flat settings, by section: ``family`` and ``cell`` become ``arch``."""
+    arch = flat.get("cell", "rnn") if flat.get("family") == "engine" else "tutorial"
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for name, kind in SECTIONS.items():
+        names = {f.name for f in fields(kind)}
+        sections[name] = {k: v for k, v in flat.items() if k in names and k not in _V1_DROPPED}
+    sections["model"]["arch"] = arch
+    family = "tutorial" if arch == "tutorial" else "engine"
+    for name, kind in SECTIONS.items():  # settings the other family's defaults left behind
+        for f in fields(kind):
+            if f.metadata["only"] not in (None, family):
+                sections[name][f.name] = f.default
+    return sections

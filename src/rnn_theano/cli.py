@@ -1,39 +1,48 @@
-"""Command-line entry points: ``scripts/train_lm.py``, ``generate.py``, ``evaluate.py`` and
-``fill_blank.py``.
+"""The command line: ``rnn-theano train|generate|evaluate|fill-blank`` (and ``scripts/``).
 
 Each ``*_main`` returns an exit status. A ``UserError`` anywhere becomes one line on stderr
-and status 2; nothing is written before the inputs have been checked.
+and status 2 (a ``SettingError`` under its flag's name); nothing is written before the inputs
+have been checked.
+
+Training settings come in layers, each overriding the one before: the defaults of
+``config.py``, a recipe (``--config FILE.toml``, keys named as the flags), the checkpoint of
+``--resume`` (for everything not given; its model settings always win: a resumed run keeps
+its architecture), and the flags given on the command line.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import functools
 import math
 import sys
+import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from . import corpus
+from . import backends
 from .atomic import write_json
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import (BLANK, EvaluateConfig, FillBlankConfig, GenerateConfig, TrainConfig,
-                     parse_config)
-from .data import Splits, load_splits, make_batches, unigram_loss_of_batches
-from .engine import LMEngine
-from .errors import UserError
+from .config import (BLANK, SECTIONS, EvaluateConfig, FillBlankConfig, GenerateConfig,
+                     TrainConfig)
+from .data import corpus
+from .data.splits import Splits, load_splits
+from .data.tokenize import tokenize_words
+from .errors import SettingError, UserError
 from .interrupt import StopFlag
-from .lm_training import evaluate, train_engine
-from .models import (ARCHITECTURE, Model, build_engine, build_model, count_params, is_engine,
-                     lm_config, model_from_checkpoint, next_word_probs)
 from .sampling import detokenize, generate_sentence, sentence_markers
-from .stream import build_stream_vocabulary
-from .theano_rnn import RNNTheano
-from .tokenize import tokenize_words
-from .training import limit_blas_threads, mean_loss, train, unigram_loss
-from .vocab import Vocabulary
+from .tasks import lm
+from .tasks.lm_engine import LMEngine
+from .train import train
+
+COMMANDS = {"train": "train a language model (the tutorial's RNN, or the engine: --arch)",
+            "generate": "sample sentences from a trained model",
+            "evaluate": "score a trained model on a text: perplexity",
+            "fill-blank": "predict the missing word of a sentence"}
 
 
 def user_errors(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
@@ -42,177 +51,214 @@ def user_errors(main: Callable[[list[str] | None], int]) -> Callable[[list[str] 
     def wrapper(argv: list[str] | None = None) -> int:
         try:
             return main(argv)
+        except SettingError as e:
+            print(f"error: {e.as_flag()}", file=sys.stderr)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
-            return 2
+        return 2
     return wrapper
 
 
-# What a resumed run keeps from its checkpoint whatever the flags say: the network and the
-# way its data was cut.
-KEPT_ON_RESUME = {*ARCHITECTURE, "vocab_size", "cell", "layers", "bidirectional", "embed_dim",
-                  "tie_weights", "dropout", "stream", "keep_case", "float32", "no_bias",
-                  "forget_bias", "identity_init"}
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a one-line ``UserError`` instead of usage text and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see --help)")
 
 
-def resume_config(config: TrainConfig, saved: dict) -> TrainConfig:
-    """The run's settings when resuming a checkpoint saved with ``saved``.
+def _add_flags(parser: argparse.ArgumentParser, kind: type, given_only: bool) -> None:
+    """One flag per field of ``kind``; with ``given_only``, absent flags stay out of the result."""
+    for f in dataclasses.fields(kind):
+        meta, name = f.metadata, "--" + f.name.replace("_", "-")
+        if f.name == "text":  # fill-blank's one positional argument
+            parser.add_argument("text", help=meta["help"])
+            continue
+        default = argparse.SUPPRESS if given_only else f.default
+        if f.type in (bool, "bool"):
+            parser.add_argument(name, action="store_true", default=default, help=meta["help"])
+            continue
+        kind_ = type(f.default) if f.default is not None else meta["type"]
+        shown = "" if f.default is None else f" (default: {f.default})"
+        parser.add_argument(name, type=kind_, default=default, help=meta["help"] + shown,
+                            choices=meta["choices"], metavar=meta["metavar"])
 
-    The network and data cutting always come from the checkpoint; the other model settings
-    from the checkpoint unless a flag now gives them another value; the rest of the run
-    (data, epochs, output, ...) from this command line.
-    """
-    merged = {}
-    for f in fields(TrainConfig):
-        now = getattr(config, f.name)
-        from_saved = f.name in KEPT_ON_RESUME or (f.metadata["group"] != "common"
-                                                  and now == f.default)
-        merged[f.name] = saved.get(f.name, now) if from_saved else now
-    resumed = TrainConfig(**merged)
-    resumed.validate()
-    return resumed
+
+def _parse(cls: type, argv: list[str] | None, prog: str) -> Any:
+    """Generate, evaluate and fill-blank: flags straight into ``cls``."""
+    parser = _Parser(prog=f"rnn-theano {prog}", description=COMMANDS[prog])
+    _add_flags(parser, cls, given_only=False)
+    return cls(**vars(parser.parse_args(argv)))
+
+
+# --- train ----------------------------------------------------------------------------------
+
+def _train_parser() -> _Parser:
+    parser = _Parser(prog="rnn-theano train", description=COMMANDS["train"] + ". Settings: "
+                     "the defaults shown, then --config, then --resume's checkpoint, then flags.")
+    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="a recipe: a TOML file of settings keyed by flag name "
+                        "(configs/ptb-lstm.toml); flags given here override it")
+    for title, kind in SECTIONS.items():
+        _add_flags(parser.add_argument_group(f"{title} settings"), kind, given_only=True)
+    return parser
+
+
+def read_recipe(path: str) -> dict[str, Any]:
+    """A recipe's settings, keys normalised to field names; unknown keys are an error."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"recipe {path} not found: give the path of a .toml file "
+                        "(see configs/)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, IsADirectoryError) as e:
+        raise UserError(f"recipe {path} is not valid TOML ({e}): fix the file") from None
+    known = {f.name for kind in SECTIONS.values() for f in dataclasses.fields(kind)}
+    recipe = {key.replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise UserError(f"recipe {path} has unknown settings {', '.join(unknown)}: keys are "
+                        "the flags' names without the dashes, e.g. hidden-dim = 200")
+    return recipe
+
+
+def train_config(argv: list[str] | None) -> tuple[TrainConfig, Checkpoint | None]:
+    """The run's settings, layered as the module docstring says, and the resumed checkpoint."""
+    given = vars(_train_parser().parse_args(argv))
+    layers = [read_recipe(given.pop("config"))] if "config" in given else []
+    layers.append(given)
+    resume = next((layer["resume"] for layer in reversed(layers) if "resume" in layer), None)
+    resumed = load_checkpoint(resume) if resume else None
+    sections = {}
+    for name, kind in SECTIONS.items():
+        values = {}
+        for f in dataclasses.fields(kind):
+            for layer in layers:
+                values.update({f.name: layer[f.name]} if f.name in layer else {})
+        if resumed:
+            values = _resumed_values(name, getattr(resumed.settings, name), values)
+        sections[name] = kind(**values)
+    return TrainConfig(**sections), resumed
+
+
+def _resumed_values(section: str, saved: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """A resumed run: the checkpoint's model settings, its other settings unless given."""
+    saved_values = dataclasses.asdict(saved)
+    if section != "model":
+        fresh = {"epochs", "resume"}  # how much more to train, and from where
+        return {k: v for k, v in saved_values.items() if k not in fresh} | values
+    ignored = sorted(k for k, v in values.items() if saved_values[k] != v)
+    if ignored:
+        print(f"note: resuming keeps the checkpoint's model settings; ignored: "
+              f"{', '.join('--' + k.replace('_', '-') for k in ignored)}", file=sys.stderr)
+    return saved_values
+
+
+def _splits(config: TrainConfig) -> Splits:
+    d = config.data
+    return load_splits(data=d.data, corpus_name=d.corpus, fmt=d.format, data_dir=d.data_dir,
+                       lowercase=config.model.lowercase, max_sentences=d.max_sentences,
+                       valid_fraction=d.valid_fraction, valid=d.valid, test=d.test,
+                       seed=config.train.seed)
 
 
 @user_errors
 def train_main(argv: list[str] | None = None) -> int:
-    config = parse_config(TrainConfig, argv, "Train a recurrent language model: the tutorial's "
-                          "RNN by default, the minibatched engine with any engine flag.")
-    resumed = load_checkpoint(config.resume) if config.resume else None
+    config, resumed = train_config(argv)
+    splits = _splits(config)
+    backends.limit_blas_threads(config.train.blas_threads)
+    vocab = resumed.vocab if resumed else lm.build_vocabulary(config.model, splits.train)
+    model = (lm.model_from_checkpoint(resumed, config=config) if resumed
+             else lm.build_model(config, len(vocab)))
+    task = lm.make_task(config, splits, vocab, model)
     if resumed:
-        config = resume_config(config, resumed.config)
-    splits = load_splits(config)
-    limit_blas_threads(config.blas_threads)
-    train = _train_engine if config.uses_engine else _train_tutorial
+        _continue_from(resumed, config, model)
+    unigram = task.unigram_loss()
+    _report(config, splits, model, len(vocab), task.n_train_tokens, unigram)
+    out = Path(config.train.model_out)
+    run_log = {"settings": config.to_dict(), "parameters": lm.count_params(model),
+               "vocab_size": len(vocab), "train_tokens": task.n_train_tokens,
+               "unigram_valid_ppl": math.exp(unigram), "history": []}
+
+    def write_log(history: list[dict], **extra: Any) -> None:
+        if config.train.log_json:
+            write_json(config.train.log_json, run_log | {"history": history} | extra)
+
+    def save(state: dict) -> None:
+        save_checkpoint(out, task.checkpoint(vocab, config, state))
+
     with StopFlag() as stop:
-        state = train(config, splits, resumed, stop)
+        state = train(task, lm.trainer_options(config), state=resumed.state if resumed else None,
+                      save=save, stop=stop, on_epoch=write_log)
+    _final_scores(task, state, unigram, out, save, write_log)
     return 130 if state.get("interrupted") else 0
 
 
-def _report(config: TrainConfig, splits: Splits, model: Model, vocab: Vocabulary,
+def _continue_from(resumed: Checkpoint, config: TrainConfig, model: lm.Model) -> None:
+    """Carry the optimizer's and the dropout generator's state over into a resumed run."""
+    if not isinstance(model, LMEngine):
+        return
+    model.set_rng_state(resumed.state.get("dropout_rng"))
+    if not resumed.optimizer:
+        return
+    if resumed.settings.train.optimizer == config.train.optimizer:
+        model.set_optimizer_state(resumed.optimizer)
+    else:
+        print(f"note: the checkpoint was trained with {resumed.settings.train.optimizer}; "
+              f"{config.train.optimizer} starts from a fresh state", file=sys.stderr)
+
+
+def _report(config: TrainConfig, splits: Splits, model: lm.Model, vocab_size: int,
             n_train: int, unigram: float) -> None:
     print(f"corpus: {splits.source}\n"
           f"  {len(splits.train):,} training sentences ({n_train:,} predicted tokens), "
           f"{len(splits.valid):,} held out" + (f", {len(splits.test):,} test" if splits.test else "")
-          + f"\nmodel: {describe(model, config)}, vocabulary {len(vocab):,}, "
-          f"{count_params(model):,} parameters\n"
-          f"loss = cross-entropy per predicted token in nats (ln C = {math.log(len(vocab)):.3f}); "
+          + f"\nmodel: {lm.describe(model, config)}, vocabulary {vocab_size:,}, "
+          f"{lm.count_params(model):,} parameters\n"
+          f"loss = cross-entropy per predicted token in nats (ln C = {math.log(vocab_size):.3f}); "
           f"held-out perplexity of a unigram model: {math.exp(unigram):.2f}")
 
 
-def describe(model: Model, config: TrainConfig) -> str:
-    if isinstance(model, LMEngine):
-        arch = model.config
-        return (f"{arch.layers}-layer {'bidirectional ' if arch.bidirectional else ''}"
-                f"{arch.cell.upper()} {arch.hidden_dim} (engine under {model.mode}, "
-                f"{config.optimizer}, {'stream' if config.stream else 'sentences'}, "
-                f"batch {config.batch_size})")
-    return (f"{type(model).__name__} hidden {model.hidden_dim}, {config.activation}, "
-            f"bptt-truncate {config.bptt_truncate} ({config.truncation})"
-            + (f", under {model.mode}" if isinstance(model, RNNTheano) else ""))
-
-
-def _train_tutorial(config: TrainConfig, splits: Splits, resumed: Checkpoint | None,
-                    stop: StopFlag) -> dict:
-    settings = {**asdict(config), "family": "tutorial", "learning_rate": config.lr}
-    vocab = resumed.vocab if resumed else Vocabulary.build(splits.train, config.vocab_size)
-    train_pairs, valid_pairs = vocab.training_pairs(splits.train), vocab.training_pairs(splits.valid)
-    model = (model_from_checkpoint(resumed, **settings) if resumed
-             else build_model(settings, len(vocab)))
-    unigram = unigram_loss(train_pairs, valid_pairs, len(vocab))
-    _report(config, splits, model, vocab, sum(len(y) for _, y in train_pairs), unigram)
-    out = Path(config.model_out)
-
-    def save(state: dict) -> None:
-        save_checkpoint(out, Checkpoint(model.params(), vocab, settings, state))
-        if config.log_json:
-            write_json(config.log_json, {"settings": settings, "history": state["history"]})
-
-    state = train(model, train_pairs, valid_pairs, epochs=config.epochs,
-                  learning_rate=config.lr, eval_every=config.eval_every,
-                  seed=config.seed, state=resumed.state if resumed else None, save=save,
-                  stop=stop)
-    if state["history"]:
-        print(f"held-out perplexity {state['history'][-1]['valid_ppl']:.2f} "
-              f"(unigram {math.exp(unigram):.2f}); model saved to {out}")
-    if splits.test:
-        test_loss = mean_loss(model, vocab.training_pairs(splits.test))
-        print(f"test perplexity {math.exp(test_loss):.2f} ({test_loss:.4f} nats per token)")
-    return state
-
-
-def _train_engine(config: TrainConfig, splits: Splits, resumed: Checkpoint | None,
-                  stop: StopFlag) -> dict:
-    if resumed:
-        vocab = resumed.vocab
-    elif config.stream:
-        vocab = build_stream_vocabulary(splits.train, config.vocab_size)
-    else:
-        vocab = Vocabulary.build(splits.train, config.vocab_size)
-    settings = {**asdict(config), "family": "engine", "learning_rate": config.lr}
-    engine = (model_from_checkpoint(resumed, **settings) if resumed
-              else build_engine(settings, lm_config(settings, len(vocab))))
-    settings["lm"] = engine.config.to_dict()
-    batches = {name: make_batches(sents, vocab, stream=config.stream, seed=config.seed,
-                                  batch_size=config.batch_size, bptt_len=config.bptt_len,
-                                  pad_multiple=engine.pad_multiple)
-               for name, sents in (("train", splits.train), ("valid", splits.valid),
-                                   ("test", splits.test)) if sents}
-    unigram = unigram_loss_of_batches(batches["train"], batches["valid"], len(vocab))
-    _report(config, splits, engine, vocab, batches["train"].n_tokens, unigram)
-    out = Path(config.model_out)
-
-    if resumed and resumed.optimizer:
-        if resumed.config.get("optimizer") == config.optimizer:
-            engine.set_optimizer_state(resumed.optimizer)
-        else:
-            print(f"note: the checkpoint was trained with {resumed.config.get('optimizer')}; "
-                  f"{config.optimizer} starts from a fresh state", file=sys.stderr)
-
-    def save(state: dict) -> None:
-        save_checkpoint(out, Checkpoint(engine.get_params(), vocab, settings, state,
-                                        engine.get_optimizer_state()))
-
-    run_log = {"settings": settings, "parameters": count_params(engine),
-               "vocab_size": len(vocab), "train_tokens": batches["train"].n_tokens,
-               "unigram_valid_ppl": math.exp(unigram), "history": []}
-
-    def write_log(history: list[dict]) -> None:
-        if config.log_json:
-            write_json(config.log_json, run_log | {"history": history})
-
-    state = train_engine(engine, batches["train"], batches["valid"], batches.get("test"),
-                         stream=config.stream,
-                         epochs=config.epochs, lr_decay=config.lr_decay,
-                         decay_after=config.decay_after, patience=config.patience,
-                         state=resumed.state if resumed else None, save=save, stop=stop,
-                         on_epoch=write_log)
-    print(f"best held-out perplexity {math.exp(state['best_valid_loss']):.2f} "
-          f"(unigram {math.exp(unigram):.2f}); model saved to {out}")
-    run_log["best_valid_ppl"] = math.exp(state["best_valid_loss"])
-    if "test" in batches:
-        score = evaluate(engine, batches["test"], config.stream)
+def _final_scores(task: lm.TutorialLM | lm.EngineLM, state: dict, unigram: float, out: Path,
+                  save: Callable[[dict], None], write_log: Callable[..., None]) -> None:
+    """The saved model's held-out perplexity, and its test perplexity when there is a test set."""
+    history = state["history"]
+    if not history:
+        return
+    kept = min(history, key=lambda row: row["valid_loss"]) if isinstance(task, lm.EngineLM) \
+        else history[-1]
+    print(f"held-out perplexity {kept['valid_ppl']:.2f} (epoch {kept['epoch']}; unigram "
+          f"{math.exp(unigram):.2f}); model saved to {out}")
+    extra = {"best_valid_ppl": kept["valid_ppl"]}
+    if task.has_test and not state.get("interrupted"):
+        score = task.evaluate("test")
         print(f"test perplexity {score.perplexity:.2f} over {score.n_tokens:,.0f} tokens")
         save(state | {"test_loss": score.loss, "test_ppl": score.perplexity})
-        run_log.update(test_ppl=score.perplexity, test_tokens=score.n_tokens)
-    write_log(state["history"])
-    return state
+        extra.update(test_ppl=score.perplexity, test_tokens=score.n_tokens)
+    write_log(history, **extra)
+
+
+# --- using a trained model --------------------------------------------------------------------
+
+def _trained(path: str) -> tuple[Checkpoint, lm.Model]:
+    """A checkpoint and its model, the tutorial's as the numpy twin: generating and scoring
+    need only forward passes, which numpy runs with no compilation at all."""
+    ckpt = load_checkpoint(path)
+    return ckpt, lm.model_from_checkpoint(ckpt, impl="numpy")
 
 
 @user_errors
 def generate_main(argv: list[str] | None = None) -> int:
-    config = parse_config(GenerateConfig, argv, "Sample sentences from a trained model.")
-    ckpt = load_checkpoint(config.model)
-    # Sampling needs only forward passes over short prefixes: the numpy model does that
-    # with no compilation at all.
-    model = model_from_checkpoint(ckpt, impl="numpy")
-    prime = tokenize_words(config.prime, lowercase=not ckpt.config.get("keep_case", False)) \
+    config = _parse(GenerateConfig, argv, "generate")
+    ckpt, model = _trained(config.model)
+    prime = tokenize_words(config.prime, lowercase=ckpt.settings.model.lowercase) \
         if config.prime else []
     unknown = [w for w in prime if w not in ckpt.vocab]
     if unknown:
-        print(f"note: not in the model's vocabulary, read as UNKNOWN_TOKEN: {' '.join(unknown)}",
-              file=sys.stderr)
+        print(f"note: not in the model's vocabulary, read as the unknown word: "
+              f"{' '.join(unknown)}", file=sys.stderr)
     rng = np.random.default_rng(config.seed)
-    probs = next_word_probs(model)
+    probs = lm.next_word_probs(model)
     for _ in range(config.num_sentences):
         words = generate_sentence(probs, ckpt.vocab, rng, prime=prime,
                                   temperature=config.temperature, min_length=config.min_length,
@@ -227,33 +273,24 @@ def generate_main(argv: list[str] | None = None) -> int:
 
 @user_errors
 def evaluate_main(argv: list[str] | None = None) -> int:
-    config = parse_config(EvaluateConfig, argv, "Score a trained model on a text: perplexity.")
-    ckpt = load_checkpoint(config.model)
-    model, vocab, saved = model_from_checkpoint(ckpt, impl="numpy"), ckpt.vocab, ckpt.config
-    lowercase = not (saved.get("keep_case") or saved.get("stream"))
-    sentences = corpus.load_sentences(config.data, config.format, lowercase)
-    if is_engine(ckpt):
-        batches = make_batches(sentences, vocab, stream=saved["stream"],
-                               batch_size=config.batch_size, bptt_len=saved["bptt_len"],
-                               pad_multiple=model.pad_multiple)
-        score = evaluate(model, batches, saved["stream"])
-        loss, n_tokens = score.loss, score.n_tokens
-    else:
-        pairs = vocab.training_pairs(sentences)
-        loss, n_tokens = mean_loss(model, pairs), sum(len(y) for _, y in pairs)
-    unknown = sum(w not in vocab for s in sentences for w in s) / max(1, sum(map(len, sentences)))
-    print(f"{config.data}: perplexity {math.exp(loss):.2f} over {n_tokens:,.0f} predicted tokens "
-          f"(cross-entropy {loss:.4f} nats per token); {unknown:.1%} of its words are outside "
-          "the model's vocabulary and scored as its unknown token")
+    config = _parse(EvaluateConfig, argv, "evaluate")
+    ckpt, model = _trained(config.model)
+    sentences = corpus.load_sentences(config.data, config.format, ckpt.settings.model.lowercase)
+    score = lm.score_sentences(model, sentences, ckpt.vocab, ckpt.settings, config.batch_size)
+    words = [w for s in sentences for w in s]
+    unknown = sum(w not in ckpt.vocab for w in words) / max(1, len(words))
+    print(f"{config.data}: perplexity {score.perplexity:.2f} over {score.n_tokens:,.0f} "
+          f"predicted tokens (cross-entropy {score.loss:.4f} nats per token); {unknown:.1%} of "
+          "its words are outside the model's vocabulary and scored as its unknown token")
     return 0
 
 
 @user_errors
 def fill_blank_main(argv: list[str] | None = None) -> int:
-    config = parse_config(FillBlankConfig, argv, "Predict the missing word of a sentence.")
-    ckpt = load_checkpoint(config.model)
-    model, vocab = model_from_checkpoint(ckpt, impl="numpy"), ckpt.vocab
-    words = tokenize_words(config.text, lowercase=not ckpt.config.get("keep_case", False))
+    config = _parse(FillBlankConfig, argv, "fill-blank")
+    ckpt, model = _trained(config.model)
+    vocab = ckpt.vocab
+    words = tokenize_words(config.text, lowercase=ckpt.settings.model.lowercase)
     if BLANK not in words:
         raise UserError(f"write the blank {BLANK} as a word of its own, with spaces around it")
     start, end = sentence_markers(vocab)
@@ -264,7 +301,7 @@ def fill_blank_main(argv: list[str] | None = None) -> int:
         log_p, _ = model.log_probs(x, y, np.ones(x.shape, np.float32), model.initial_state(1))
         probs = np.exp(log_p[blank - 1, 0].astype(np.float64))
     else:
-        probs = next_word_probs(model)(ids[:blank])
+        probs = lm.next_word_probs(model)(ids[:blank])
     if not (isinstance(model, LMEngine) and model.config.bidirectional):
         print("note: a left-to-right model sees only the words before the blank",
               file=sys.stderr)
@@ -272,3 +309,22 @@ def fill_blank_main(argv: list[str] | None = None) -> int:
     for i in np.argsort(-probs, kind="stable")[:config.top_k]:
         print(f"{vocab.words[i]:>20s}  {probs[i]:.4f}")
     return 0
+
+
+MAINS = {"train": train_main, "generate": generate_main, "evaluate": evaluate_main,
+         "fill-blank": fill_blank_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``rnn-theano COMMAND [flags]``: the console entry point."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: rnn-theano {" + ",".join(COMMANDS) + "} [flags]\n\ncommands:\n"
+              + "\n".join(f"  {name:<11} {text}" for name, text in COMMANDS.items())
+              + "\n\nrnn-theano COMMAND --help lists a command's flags.")
+        return 0 if argv else 2
+    if argv[0] not in MAINS:
+        print(f"error: unknown command {argv[0]!r}: use one of {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    return MAINS[argv[0]](argv[1:])

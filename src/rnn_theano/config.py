@@ -1,21 +1,28 @@
-"""Settings as frozen dataclasses whose fields *are* the command-line flags.
+"""Typed settings: frozen dataclasses whose fields *are* the command-line flags.
 
-``--vocab-size`` fills ``vocab_size``, and so on: one spelling everywhere. Each field's
-metadata carries its help text (and choices), so the parser is derived, never hand-copied.
+``--vocab-size`` fills ``ModelSettings.vocab_size``, and so on: one spelling from the command
+line to the checkpoint and back. A training run's settings are three sections:
+
+* ``DataSettings``: what text is read and how it is cut into batches;
+* ``ModelSettings``: what network is built, and how it reads text into ids (everything a
+  checkpoint needs to rebuild and use the model; a resumed run keeps all of it);
+* ``TrainSettings``: how it is trained and where the results go.
+
+Each rule is checked once, in ``__post_init__``, raising ``SettingError`` under the field's
+name; the command line shows it under the flag's name. Each field's metadata carries its help
+text and choices, so the parser (``cli.py``) is derived from these classes, never hand-copied.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from .errors import UserError
+from .backends import MODES, has_jax
+from .errors import SettingError, UserError
 
-MODES = ("AUTO", "NUMBA", "JAX", "CVM", "FAST_COMPILE")
-CELL_NAMES = ("rnn", "relu", "gru", "lstm")
+ARCHS = ("tutorial", "rnn", "relu", "gru", "lstm")
 OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam")
 # --learning-rate when not given: the tutorial's SGD, or per optimizer for the engine (SGD on
 # the mean per-token loss, as PyTorch's word_language_model; RMSprop as the tutorial's part 4).
@@ -24,111 +31,178 @@ TRUNCATIONS = ("tutorial", "scan")
 ACTIVATIONS = ("tanh", "relu")
 IMPLEMENTATIONS = ("theano", "numpy")
 FORMATS = ("auto", "csv", "text", "lines")
-
-
-def backend(mode: str, engine: bool) -> str:
-    """The PyTensor mode a model is compiled with, ``AUTO`` resolved.
-
-    ``AUTO`` is JAX (XLA) for the engine when jax is installed: on the CPU it trained the
-    engine 1.4-1.5 times as fast as Numba in the README's benchmark and compiles a graph in
-    seconds where Numba's first compile takes 40-50 s (README, "Backends and speed").
-    Otherwise, and always for the tutorial's model (one sentence of any length per step,
-    which XLA's fixed shapes do not suit), it is NUMBA.
-    """
-    if mode != "AUTO":
-        return mode
-    return "JAX" if engine and importlib.util.find_spec("jax") is not None else "NUMBA"
+BLANK = "___"
 
 
 def flag(default: Any, help: str, choices: tuple | None = None, metavar: str | None = None,
-         type: type = str, group: str = "common") -> Any:
+         type: type = str, only: str | None = None) -> Any:
     """A dataclass field that also describes its command-line flag.
 
-    ``type`` is only needed when the default is ``None``; otherwise the default's type is used.
-    ``group`` is ``tutorial`` or ``engine`` for a setting only that model family reads.
+    ``type`` is only needed when the default is ``None``. ``only`` is ``tutorial`` or
+    ``engine`` for a setting that only that family of models reads.
     """
     return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar,
-                                            "type": type, "group": group})
+                                            "type": type, "only": only})
 
 
-def tutorial_flag(default: Any, help: str, *args: Any, **kwargs: Any) -> Any:
-    return flag(default, help, *args, group="tutorial", **kwargs)
+def _positive(settings: Any, *names: str) -> None:
+    for name in names:
+        if not getattr(settings, name) > 0:
+            raise SettingError(name, f"must be positive, got {getattr(settings, name)}")
 
 
-def engine_flag(default: Any, help: str, *args: Any, **kwargs: Any) -> Any:
-    return flag(default, help, *args, group="engine", **kwargs)
+def _not_negative(settings: Any, *names: str) -> None:
+    for name in names:
+        if getattr(settings, name) < 0:
+            raise SettingError(name, f"cannot be negative (0 turns it off), got "
+                               f"{getattr(settings, name)}")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything ``scripts/train_lm.py`` can be told. Defaults are the tutorial's."""
+class DataSettings:
+    """What the model is trained and scored on, and how it is batched."""
 
-    # data
-    data: str | None = flag(None, "a CSV with a 'body' column, a text file, a one-sentence-per-line "
-                            "file or a directory of .txt files (default: the built-in corpus)", metavar="PATH")
+    data: str | None = flag(None, "a CSV with a 'body' column, a text file, a one-sentence-per-"
+                            "line file or a directory of .txt files (default: the built-in "
+                            "corpus)", metavar="PATH")
     corpus: str | None = flag(None, "a named corpus instead of --data: ptb, shakespeare, reddit",
                               metavar="NAME")
     format: str = flag("auto", "how to read --data", FORMATS)
     data_dir: str | None = flag(None, "where named corpora and caches live "
                                 "(default: $RNN_THEANO_DATA or ./data)", metavar="DIR")
-    keep_case: bool = flag(False, "do not lowercase words")
     max_sentences: int = flag(0, "use only the first N sentences (0: all)", metavar="N")
     valid_fraction: float = flag(0.05, "fraction of sentences held out to score perplexity",
                                  metavar="F")
     valid: str | None = flag(None, "held-out file to score each epoch (instead of a random "
                              "--valid-fraction of the data)", metavar="PATH")
     test: str | None = flag(None, "file to score once training ends", metavar="PATH")
-    # the tutorial's model
-    impl: str = tutorial_flag("theano", "theano: the PyTensor scan graph; numpy: the "
-                              "hand-written reference", IMPLEMENTATIONS)
-    vocab_size: int = flag(8000, "the N-1 most frequent words plus UNKNOWN_TOKEN", metavar="N")
+    batch_size: int = flag(1, "sentences (or stream columns) per step", metavar="B",
+                           only="engine")
+    bptt_len: int = flag(20, "window length in stream mode", metavar="T", only="engine")
+
+    def __post_init__(self) -> None:
+        _positive(self, "batch_size", "bptt_len")
+        _not_negative(self, "max_sentences")
+        if not 0.0 < self.valid_fraction < 0.5:
+            raise SettingError("valid_fraction", f"must be between 0 and 0.5, got "
+                               f"{self.valid_fraction}")
+        if self.data and self.corpus:
+            raise SettingError("corpus", "and data cannot both be given: choose one")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The network, and how it reads text: what a checkpoint rebuilds the model from."""
+
+    arch: str = flag("tutorial", "the model: the tutorial's RNN (one sentence per SGD step), "
+                     "or the minibatched engine with an rnn, relu, gru or lstm cell", ARCHS)
+    vocab_size: int = flag(8000, "the N-1 most frequent words plus the unknown-word token",
+                           metavar="N")
     hidden_dim: int = flag(100, "size of the hidden state s_t", metavar="H")
-    activation: str = tutorial_flag("tanh", "f in s_t = f(U x_t + W s_{t-1})", ACTIVATIONS)
-    bptt_truncate: int = tutorial_flag(4, "steps each error flows back through time (-1: full "
-                                       "BPTT)", metavar="K")
-    truncation: str = tutorial_flag("tutorial", "tutorial: every output's error flows back K "
-                                    "steps; scan: Theano's truncate_gradient, only the last K "
-                                    "steps", TRUNCATIONS)
-    eval_every: int = tutorial_flag(1, "evaluate losses, adapt the learning rate and save every "
-                                    "N epochs", metavar="N")
+    keep_case: bool = flag(False, "do not lowercase words")
+    float32: bool = flag(False, "compute the tutorial model in float32 (the engine always does)")
     mode: str = flag("AUTO", "PyTensor backend (AUTO: JAX for the engine when jax is installed, "
                      "else NUMBA)", MODES)
-    float32: bool = flag(False, "compute in float32 (the engine always does)")
-    # the engine: any of these flags trains the minibatched engine instead of the tutorial model
-    cell: str = engine_flag("rnn", "recurrent cell (rnn with no other engine flag: the "
-                            "tutorial's model)", CELL_NAMES)
-    layers: int = engine_flag(1, "stacked recurrent layers (a deep RNN)", metavar="N")
-    bidirectional: bool = engine_flag(False, "add a stack that reads right to left (predicts "
-                                      "each word from both sides; use fill_blank.py)")
-    embed_dim: int = engine_flag(0, "word embedding size (0: the hidden size)", metavar="E")
-    tie_weights: bool = engine_flag(False, "share the embedding with the output layer")
-    no_bias: bool = engine_flag(False, "cells without biases")
-    forget_bias: float = engine_flag(1.0, "initial bias of the LSTM's forget gate", metavar="F")
-    identity_init: bool = engine_flag(False, "start the relu cell's recurrent matrix at the "
-                                      "identity (Le et al. 2015)")
-    softmax_classes: int = engine_flag(0, "class-based softmax with K classes of words in "
-                                       "frequency order (0: full softmax; about sqrt(C) is "
-                                       "fastest)", metavar="K")
-    dropout: float = engine_flag(0.0, "dropout on non-recurrent connections", metavar="P")
-    batch_size: int = engine_flag(1, "sentences (or stream columns) per step", metavar="B")
-    stream: bool = engine_flag(False, "the corpus as one token stream with <eos> per line, "
-                               "state carried across windows (the LM benchmark)")
-    bptt_len: int = engine_flag(20, "window length in stream mode", metavar="T")
-    optimizer: str = engine_flag("sgd", "update rule", OPTIMIZER_NAMES)
-    lr_decay: float = engine_flag(1.0, "multiply the learning rate by F each epoch after "
-                                  "--decay-after (1: instead halve it when held-out loss rises)",
-                                  metavar="F")
-    decay_after: int = engine_flag(0, "epochs before --lr-decay starts", metavar="K")
-    clip_norm: float = engine_flag(0.0, "clip the gradient to this global norm (0: off)",
-                                   metavar="C")
-    weight_decay: float = engine_flag(0.0, "L2 penalty on weight matrices", metavar="L")
-    patience: int = engine_flag(0, "stop after N epochs without a better held-out loss (0: off)",
-                                metavar="N")
-    # training
+    # the tutorial's model
+    impl: str = flag("theano", "theano: the PyTensor scan graph; numpy: the hand-written "
+                     "reference", IMPLEMENTATIONS, only="tutorial")
+    activation: str = flag("tanh", "f in s_t = f(U x_t + W s_{t-1})", ACTIVATIONS,
+                           only="tutorial")
+    bptt_truncate: int = flag(4, "steps each error flows back through time (-1: full BPTT)",
+                              metavar="K", only="tutorial")
+    truncation: str = flag("tutorial", "tutorial: every output's error flows back K steps; "
+                           "scan: Theano's truncate_gradient, only the last K steps",
+                           TRUNCATIONS, only="tutorial")
+    # the engine
+    layers: int = flag(1, "stacked recurrent layers (a deep RNN)", metavar="N", only="engine")
+    bidirectional: bool = flag(False, "add a stack that reads right to left (predicts each "
+                               "word from both sides; use fill-blank)", only="engine")
+    embed_dim: int = flag(0, "word embedding size (0: the hidden size)", metavar="E",
+                          only="engine")
+    tie_weights: bool = flag(False, "share the embedding with the output layer", only="engine")
+    no_bias: bool = flag(False, "cells without biases", only="engine")
+    forget_bias: float = flag(1.0, "initial bias of the LSTM's forget gate", metavar="F",
+                              only="engine")
+    identity_init: bool = flag(False, "start the relu cell's recurrent matrix at the identity "
+                               "(Le et al. 2015)", only="engine")
+    softmax_classes: int = flag(0, "class-based softmax with K classes of words in frequency "
+                                "order (0: full softmax; about sqrt(C) is fastest)", metavar="K",
+                                only="engine")
+    dropout: float = flag(0.0, "dropout on non-recurrent connections", metavar="P",
+                          only="engine")
+    stream: bool = flag(False, "read the corpus as one token stream with <eos> per line, state "
+                        "carried across windows (the LM benchmark)", only="engine")
+
+    def __post_init__(self) -> None:
+        _positive(self, "hidden_dim", "layers")
+        _not_negative(self, "embed_dim")
+        if self.vocab_size < 3:
+            raise SettingError("vocab_size", f"must be at least 3 (unknown word, sentence "
+                               f"start, sentence end), got {self.vocab_size}")
+        if self.arch not in ARCHS:
+            raise SettingError("arch", f"{self.arch!r} is unknown: use one of {', '.join(ARCHS)}")
+        foreign = self.changed("engine" if self.is_tutorial else "tutorial")
+        if foreign:
+            raise SettingError("arch", f"{self.arch} does not read {', '.join(foreign)}: "
+                               f"drop {'them' if len(foreign) > 1 else 'it'}, or choose "
+                               "another --arch")
+        if self.bptt_truncate == 0 and self.truncation == "scan":
+            raise SettingError("bptt_truncate", "0 with the scan truncation keeps no step of "
+                               "the backward pass: use K >= 1, or -1 for full BPTT")
+        if self.bptt_truncate < -1:
+            raise SettingError("bptt_truncate", f"must be -1 (full BPTT) or at least 0, got "
+                               f"{self.bptt_truncate}")
+        if self.stream and self.bidirectional:
+            raise SettingError("stream", "cannot train a bidirectional model: its backward "
+                               "state cannot be carried across windows; train it on sentences")
+        if self.mode == "JAX" and self.is_tutorial:
+            raise SettingError("mode", "JAX needs fixed shapes, but the tutorial model runs one "
+                               "sentence of any length per step: use NUMBA, CVM or FAST_COMPILE")
+        if self.mode == "JAX" and not has_jax():
+            raise SettingError("mode", "JAX needs the jax package: pip install -e '.[jax]'")
+
+    @property
+    def is_tutorial(self) -> bool:
+        return self.arch == "tutorial"
+
+    @property
+    def family(self) -> str:
+        """``tutorial`` or ``engine``: which settings apply (``flag(only=...)``)."""
+        return "tutorial" if self.is_tutorial else "engine"
+
+    @property
+    def lowercase(self) -> bool:
+        """Whether words are lowercased: the stream convention takes the text as it is."""
+        return not (self.keep_case or self.stream)
+
+    def changed(self, family: str) -> list[str]:
+        """The settings only ``family`` reads that differ from their defaults."""
+        return [f.name for f in dataclasses.fields(self)
+                if f.metadata["only"] == family and getattr(self, f.name) != f.default]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How the model is trained, and where its results go."""
+
+    optimizer: str = flag("sgd", "update rule", OPTIMIZER_NAMES, only="engine")
     learning_rate: float | None = flag(None, "step size (default: 0.005 for the tutorial model; "
                                        "engine: 1.0 sgd, 0.001 rmsprop and adam)", metavar="LR",
                                        type=float)
+    lr_decay: float = flag(1.0, "multiply the learning rate by F each epoch after "
+                           "--decay-after (1: instead halve it when held-out loss rises)",
+                           metavar="F", only="engine")
+    decay_after: int = flag(0, "epochs before --lr-decay starts", metavar="K", only="engine")
+    clip_norm: float = flag(0.0, "clip the gradient to this global norm (0: off)", metavar="C",
+                            only="engine")
+    weight_decay: float = flag(0.0, "L2 penalty on weight matrices", metavar="L", only="engine")
+    patience: int = flag(0, "stop after N epochs without a better held-out loss (0: off)",
+                         metavar="N", only="engine")
+    eval_every: int = flag(1, "evaluate, adapt the learning rate and save every N epochs",
+                           metavar="N", only="tutorial")
     epochs: int = flag(1, "passes over the training data", metavar="N")
+    seed: int = flag(0, "random seed (initialisation, held-out split, order, dropout)",
+                     metavar="N")
     blas_threads: int = flag(1, "threads for BLAS matrix products (0: the library's default)",
                              metavar="N")
     model_out: str = flag("checkpoints/rnn.npz", "checkpoint to write", metavar="PATH")
@@ -136,73 +210,72 @@ class TrainConfig:
                                 "settings and the per-epoch history (losses, perplexities, "
                                 "learning rate, tokens/s, seconds)", metavar="PATH")
     resume: str | None = flag(None, "continue training from this checkpoint", metavar="PATH")
-    seed: int = flag(0, "random seed (initialisation, held-out split, order)", metavar="N")
 
-    def changed(self, group: str) -> list[str]:
-        """The flags of ``group`` set to something other than their default."""
-        return ["--" + f.name.replace("_", "-") for f in dataclasses.fields(self)
-                if f.metadata["group"] == group and getattr(self, f.name) != f.default]
+    def __post_init__(self) -> None:
+        _positive(self, "epochs", "eval_every")
+        _not_negative(self, "clip_norm", "weight_decay", "patience", "decay_after",
+                      "blas_threads")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise SettingError("learning_rate", f"must be positive, got {self.learning_rate}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise SettingError("lr_decay", f"must be in (0, 1], got {self.lr_decay}")
 
-    @property
-    def uses_engine(self) -> bool:
-        """True when any engine flag is given: the tutorial's model is the default."""
-        return bool(self.changed("engine"))
-
-    @property
-    def lr(self) -> float:
+    def lr(self, model: ModelSettings) -> float:
         """The learning rate given, or the default for this model and optimizer."""
         if self.learning_rate is not None:
             return self.learning_rate
-        return DEFAULT_LEARNING_RATES[self.optimizer if self.uses_engine else "tutorial"]
+        return DEFAULT_LEARNING_RATES["tutorial" if model.is_tutorial else self.optimizer]
 
-    def validate(self) -> None:
-        """Reject impossible values with a message that names the fix."""
-        positive = {"hidden-dim": self.hidden_dim, "epochs": self.epochs, "learning-rate": self.lr,
-                    "eval-every": self.eval_every, "layers": self.layers,
-                    "batch-size": self.batch_size, "bptt-len": self.bptt_len}
-        for name, value in positive.items():
-            if not value > 0:
-                raise UserError(f"--{name} must be positive, got {value}")
-        if self.vocab_size < 3:
-            raise UserError(f"--vocab-size must be at least 3 (UNKNOWN_TOKEN, SENTENCE_START, "
-                            f"SENTENCE_END), got {self.vocab_size}")
-        if self.blas_threads < 0:
-            raise UserError(f"--blas-threads must be 0 (library default) or positive, got "
-                            f"{self.blas_threads}")
-        if self.max_sentences < 0:
-            raise UserError(f"--max-sentences must be 0 (all) or positive, got {self.max_sentences}")
-        if not 0.0 < self.valid_fraction < 0.5:
-            raise UserError(f"--valid-fraction must be between 0 and 0.5, got {self.valid_fraction}")
-        if self.data and self.corpus:
-            raise UserError("give either --data or --corpus, not both")
-        if self.embed_dim < 0 or self.clip_norm < 0 or self.weight_decay < 0 or self.patience < 0:
-            raise UserError("--embed-dim, --clip-norm, --weight-decay and --patience cannot be "
-                            "negative (0 turns each off)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 < self.lr_decay <= 1.0:
-            raise UserError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
-        if self.uses_engine and self.changed("tutorial"):
-            raise UserError(f"{', '.join(self.changed('tutorial'))} only apply to the tutorial's "
-                            f"model, not to the engine that {', '.join(self.changed('engine'))} "
-                            "selects: drop one or the other")
-        if self.stream and self.bidirectional:
-            raise UserError("--stream cannot train a --bidirectional model: its backward state "
-                            "cannot be carried across windows; train it on sentences")
-        if self.mode == "JAX" and not self.uses_engine:
-            raise UserError("--mode JAX needs fixed shapes, but the tutorial model runs one "
-                            "sentence of any length per step: use --mode NUMBA, CVM or FAST_COMPILE")
-        if self.mode == "JAX" and importlib.util.find_spec("jax") is None:
-            raise UserError("--mode JAX needs the jax package: .venv/bin/pip install -e '.[jax]'")
-        if self.bptt_truncate == 0:
-            raise UserError("--bptt-truncate 0 would learn nothing through W: use K >= 1, or -1 for full BPTT")
+
+SECTIONS = {"data": DataSettings, "model": ModelSettings, "train": TrainSettings}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``rnn-theano train`` can be told, by section."""
+
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self) -> None:
+        for section in (self.data, self.train):
+            foreign = [f.name for f in dataclasses.fields(section)
+                       if f.metadata["only"] not in (None, self.model.family)
+                       and getattr(section, f.name) != f.default]
+            if foreign:
+                raise SettingError("arch", f"{self.model.arch} does not read "
+                                   f"{', '.join(foreign)}: drop it, or choose another --arch")
+
+    @property
+    def lr(self) -> float:
+        return self.train.lr(self.model)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """JSON-able, by section: what a checkpoint and a run log record."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, dict[str, Any]]) -> TrainConfig:
+        """The settings ``to_dict`` wrote; an unknown key is an error, a missing one a default."""
+        return cls(**{name: section_from_dict(kind, d.get(name, {}))
+                      for name, kind in SECTIONS.items()})
+
+
+def section_from_dict(kind: type, values: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"unknown settings {', '.join(unknown)}: written by another version "
+                        "of rnn-theano, or misspelt")
+    return kind(**values)
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    """Everything ``scripts/generate.py`` can be told. Defaults are the tutorial's."""
+    """Everything ``rnn-theano generate`` can be told. Defaults are the tutorial's."""
 
-    model: str = flag("checkpoints/rnn.npz", "checkpoint written by train_lm.py", metavar="PATH")
+    model: str = flag("checkpoints/rnn.npz", "checkpoint written by train", metavar="PATH")
     num_sentences: int = flag(10, "how many sentences to print", metavar="N")
     min_length: int = flag(7, "keep only sentences of at least N words (the tutorial's 7)",
                            metavar="N")
@@ -213,79 +286,40 @@ class GenerateConfig:
     prime: str | None = flag(None, "start every sentence with these words", metavar="TEXT")
     seed: int | None = flag(None, "random seed for reproducible samples", metavar="N", type=int)
 
-    def validate(self) -> None:
-        if self.num_sentences <= 0:
-            raise UserError(f"--num-sentences must be positive, got {self.num_sentences}")
-        if not self.temperature > 0:
-            raise UserError(f"--temperature must be positive, got {self.temperature}")
-        if self.min_length < 1 or self.max_length < self.min_length:
-            raise UserError(f"need 1 <= --min-length <= --max-length, got {self.min_length} "
-                            f"and {self.max_length}")
+    def __post_init__(self) -> None:
+        _positive(self, "num_sentences", "temperature", "min_length")
+        if self.max_length < self.min_length:
+            raise SettingError("max_length", f"must be at least --min-length, got "
+                               f"{self.max_length} < {self.min_length}")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Everything ``scripts/evaluate.py`` can be told."""
+    """Everything ``rnn-theano evaluate`` can be told."""
 
     model: str = flag("checkpoints/rnn.npz", "checkpoint to score", metavar="PATH")
-    data: str = flag("", "text to score, read like train_lm.py --data", metavar="PATH")
+    data: str = flag("", "text to score, read like train --data", metavar="PATH")
     format: str = flag("auto", "how to read --data", FORMATS)
     batch_size: int = flag(1, "sequences scored at once (stream models: columns; 1 is the "
                            "standard benchmark setting)", metavar="B")
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if not self.data:
-            raise UserError("--data PATH is required: the text to score")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise SettingError("data", "is required: the text to score")
+        _positive(self, "batch_size")
 
 
 @dataclass(frozen=True)
 class FillBlankConfig:
-    """Everything ``scripts/fill_blank.py`` can be told."""
+    """Everything ``rnn-theano fill-blank`` can be told."""
 
     text: str = flag("", "a sentence with one ___ where the missing word goes", metavar="TEXT")
     model: str = flag("checkpoints/birnn.npz", "checkpoint (a bidirectional model sees both "
                       "sides of the blank)", metavar="PATH")
     top_k: int = flag(10, "how many candidate words to print", metavar="K")
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.text.count(BLANK) != 1:
             raise UserError(f"the text must contain exactly one {BLANK} marking the missing "
                             f"word, e.g. \"the cat sat on the {BLANK} .\"")
-        if self.top_k < 1:
-            raise UserError(f"--top-k must be at least 1, got {self.top_k}")
-
-
-BLANK = "___"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is a one-line ``UserError`` instead of usage text and exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see --help)")
-
-
-C = TypeVar("C")
-
-
-def parse_config(cls: type[C], argv: list[str] | None, description: str) -> C:
-    """Build a parser from ``cls``'s fields, parse ``argv`` and return a validated ``cls``."""
-    parser = _Parser(description=description)
-    for f in dataclasses.fields(cls):
-        name = "--" + f.name.replace("_", "-")
-        meta = f.metadata
-        if f.name == "text":  # the one positional argument
-            parser.add_argument("text", help=meta["help"])
-            continue
-        if f.type in (bool, "bool"):
-            parser.add_argument(name, action="store_true", help=meta["help"])
-            continue
-        kind = type(f.default) if f.default is not None else meta["type"]
-        shown = "" if f.default is None else f" (default: {f.default})"
-        parser.add_argument(name, type=kind, default=f.default, help=meta["help"] + shown,
-                            choices=meta["choices"], metavar=meta["metavar"])
-    config = cls(**vars(parser.parse_args(argv)))
-    config.validate()  # type: ignore[attr-defined]
-    return config
+        _positive(self, "top_k")

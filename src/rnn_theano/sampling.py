@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
-from .stream import EOS
-from .vocab import SENTENCE_START, Vocabulary
+from .data.stream import EOS
+from .data.vocab import SENTENCE_START, Vocabulary
 
 # ids (T,) -> next-word distribution (C,) after the last of them
 NextWordProbs = Callable[[np.ndarray], np.ndarray]

@@ -1,0 +1,197 @@
+"""The PyTorch peer of ``experiments/bench.py``: the same models, initialisation and optimizer.
+
+Run by ``bench.py`` as a subprocess (in ``.venv-torch`` when the main environment has no
+torch): ``torch_peer.py SPEC.json`` reads the spec the bench wrote (data and initial
+parameters in an ``.npz``, the configuration, the thread counts to try) and prints one JSON
+object on its last line of stdout. It needs only numpy and torch, never ``rnn_theano``, so it
+runs on any Python that has a CPU build of torch.
+
+Models (float32, the parameters loaded from the bench's ``.npz``, so both sides start from
+the same numbers):
+
+* ``tutorial`` (config a): the WildML RNN, no biases, one sentence per SGD step on the summed
+  cross-entropy, the tutorial's truncated BPTT (every output's error flows back ``k`` steps
+  past its own), computed as ``RNNTheano`` does: the recurrence without gradient, then the
+  last k+1 steps of every position replayed together from a detached state.
+  The input columns ``U[:, x_t]`` are a sparse embedding lookup, so SGD touches only the
+  columns a sentence used, as ``RNNTheano`` does.
+* ``lm`` (configs b, c, d): ``nn.Embedding`` -> ``nn.RNN``/``nn.GRU``/``nn.LSTM`` -> ``nn.Linear``,
+  the engine's architecture: PyTorch's recurrent bias ``bias_hh`` is set to zero and frozen
+  (the engine has one bias per gate; gate orders are the same), the loss is the mean masked
+  cross-entropy per token, SGD with optional clipping by global norm, the state carried (and
+  detached) from window to window in stream mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+
+import numpy as np
+
+# bench.py, beside this file (the script's folder is on sys.path), needs only numpy at import.
+from bench import timed_reps, turn
+
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError:  # --help works without torch; running needs it
+    torch = nn = F = None
+
+
+def tutorial_model(data, spec):
+    k = spec["bptt_truncate"]
+    lr = spec["learning_rate"]
+    E = nn.Parameter(torch.from_numpy(np.ascontiguousarray(data["U"].T, dtype=np.float32)))
+    V = nn.Parameter(torch.from_numpy(data["V"].astype(np.float32)))
+    W = nn.Parameter(torch.from_numpy(data["W"].astype(np.float32)))
+    opt = torch.optim.SGD([E, V, W], lr=lr)
+    H = W.shape[0]
+    ids, offsets = data["ids"].astype(np.int64), data["offsets"]
+    sentences = [torch.from_numpy(ids[offsets[i]:offsets[i + 1]])
+                 for i in range(len(offsets) - 1)]
+
+    def step(sentence):
+        x, y = sentence[:-1], sentence[1:]
+        T = len(x)
+        xU = F.embedding(x, E, sparse=True)  # (T, H): the columns U[:, x_t]
+        with torch.no_grad():
+            s, states = torch.zeros(H), []
+            for t in range(T):
+                s = torch.tanh(xU[t] + W @ s)
+                states.append(s)
+            S = torch.stack(states)
+        n = min(k + 1, T) if k >= 0 else T
+        zeros = torch.zeros(n, H)
+        h = torch.cat([zeros, S])[:T]                                  # s_{t-n}, detached
+        pos = torch.arange(n)[:, None] + torch.arange(T)[None, :] - n + 1  # (n, T)
+        xw = torch.cat([zeros, xU])[pos + n]                           # (n, T, H)
+        valid = (pos >= 0).float()[:, :, None]
+        for j in range(n):
+            h = valid[j] * torch.tanh(xw[j] + h @ W.T) + (1 - valid[j]) * h
+        loss = F.cross_entropy(h @ V.T, y, reduction="sum")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss) / T, T
+
+    return [(s,) for s in sentences], step, None
+
+
+CELLS = {"rnn": lambda E, H, L: nn.RNN(E, H, L, nonlinearity="tanh"),
+         "gru": lambda E, H, L: nn.GRU(E, H, L),
+         "lstm": lambda E, H, L: nn.LSTM(E, H, L)}
+
+
+def lm_modules(data, spec):
+    """Embedding, recurrent stack and output layer, holding the engine's initial parameters."""
+    lm = spec["lm"]
+    C, Ed, H, L = lm["vocab_size"], lm["embed_dim"], lm["hidden_dim"], lm["layers"]
+    model = nn.ModuleDict({"embed": nn.Embedding(C, Ed), "rnn": CELLS[lm["cell"]](Ed, H, L),
+                           "out": nn.Linear(H, C)})
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    with torch.no_grad():
+        model["embed"].weight.copy_(t(data["p_embed"]))
+        for i in range(L):
+            getattr(model["rnn"], f"weight_ih_l{i}").copy_(t(data[f"p_l{i}_Wx"].T))
+            getattr(model["rnn"], f"weight_hh_l{i}").copy_(t(data[f"p_l{i}_Wh"].T))
+            getattr(model["rnn"], f"bias_ih_l{i}").copy_(t(data[f"p_l{i}_b"]))
+            bhh = getattr(model["rnn"], f"bias_hh_l{i}")
+            bhh.zero_()
+            bhh.requires_grad_(False)  # the engine has one bias per gate
+        model["out"].weight.copy_(t(data["p_out_W"].T))
+        model["out"].bias.copy_(t(data["p_out_b"]))
+    return model
+
+
+def lm_model(data, spec):
+    model = lm_modules(data, spec)
+    lm = spec["lm"]
+
+    def initial_state(B):
+        z = torch.zeros(lm["layers"], B, lm["hidden_dim"], device=model["embed"].weight.device)
+        return (z, z.clone()) if lm["cell"] == "lstm" else z
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=spec["learning_rate"])
+    clip = spec.get("clip_norm")
+    stream = spec["stream"]
+    X, Y, M = data["x"], data["y"], data["mask"]  # (N, T, B) padded to a common T in sentence mode
+    lengths = data["lengths"]
+    batches = []
+    for i in range(len(X)):
+        T = int(lengths[i])
+        batches.append((torch.from_numpy(X[i, :T].astype(np.int64)),
+                        torch.from_numpy(Y[i, :T].astype(np.int64)),
+                        torch.from_numpy(M[i, :T].astype(np.float32))))
+    device = torch.device(spec.get("device", "cpu"))
+    if device.type == "cuda":
+        # Full float32 like the engine (gpu_check.sh asks JAX for the same): cuDNN's RNNs would
+        # otherwise use TF32 tensor cores by default.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    model.to(device)
+    batches = [tuple(t.to(device) for t in batch) for batch in batches]
+    B = X.shape[2]
+    carry = {"state": initial_state(B)}
+
+    def detach(s):
+        return tuple(v.detach() for v in s) if isinstance(s, tuple) else s.detach()
+
+    def step(x, y, mask):
+        state = carry["state"] if stream else initial_state(x.shape[1])
+        out, final = model["rnn"](model["embed"](x), state)
+        logits = model["out"](out)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+        n = mask.sum()
+        loss = (ce * mask.reshape(-1)).sum() / torch.clamp(n, min=1.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        carry["state"] = detach(final)
+        return float(loss), float(n)
+
+    return batches, step, None
+
+
+def run(spec):
+    data = dict(np.load(spec["data"]))
+    torch.manual_seed(0)
+    build = tutorial_model if spec["kind"] == "tutorial" else lm_model
+    results = {"impl": "pytorch", "torch_version": torch.__version__,
+               "device": spec.get("device", "cpu")}
+    with turn(spec.get("lock")):  # side by side with the engine: see bench.turn
+        items, step, _ = build(data, spec)
+        loss, _ = step(*items[0])  # the first step: its loss checks that the models agree
+    results["first_loss"] = loss
+    results["compile_warm_s"] = None
+    results["by_threads"] = timed_reps(items, lambda *item: step(*item)[1], spec["threads"],
+                                       spec["warmup"], spec["reps"], torch.set_num_threads,
+                                       spec.get("lock"))
+    results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="The PyTorch peer of experiments/bench.py: trains "
+                                "the model of a bench worker spec and prints its figures as "
+                                "one JSON line.")
+    p.add_argument("spec", metavar="SPEC.json", help="the spec bench.py wrote")
+    args = p.parse_args(argv)
+    if torch is None:
+        print("error: the PyTorch peer needs torch (bench.py --make-torch-venv creates an "
+              "environment with it)", file=sys.stderr)
+        return 2
+    with open(args.spec) as f:
+        spec = json.load(f)
+    print(json.dumps(run(spec)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Minibatches for the language model: time-major (T, B) word ids with a mask.
+
+Two ways to cut a corpus into batches, with one interface: ``epoch(k)`` yields the batches of
+epoch k (the same every time it is called with the same k), iterating the object itself yields
+them in a fixed evaluation order, ``len()`` is the number of batches and ``n_tokens`` the
+number of predicted tokens (the perplexity denominator).
+
+``SentenceBatches`` (sentence mode, the tutorial's units)
+    Each sentence ``SENTENCE_START w_1 .. w_n SENTENCE_END`` gives ``x = ids[:-1]``,
+    ``y = ids[1:]``. Sentences of similar length are batched together (sorted by length with
+    ties in random order, cut into batches, the batches shuffled), then padded to the longest
+    one; the mask is 0 on padding, so padding changes neither loss nor gradient. The state
+    starts from zero for every batch.
+
+``StreamBatches`` (stream mode, the standard LM benchmark)
+    The corpus is one stream of ids (see ``stream``), cut into ``batch_size`` equal columns
+    (the tail that does not fill a column is dropped), read in windows of ``bptt_len`` steps;
+    window k+1 continues where window k ended, so the trainer carries the state across
+    windows. Every token after the first of each column is predicted exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import UserError
+from .vocab import Vocabulary
+
+
+class Batch(NamedTuple):
+    """One minibatch, time-major."""
+
+    x: np.ndarray     # (T, B) int32 input ids
+    y: np.ndarray     # (T, B) int32 target ids (x shifted by one step)
+    mask: np.ndarray  # (T, B) float32, 1 for a real token, 0 for padding
+
+
+def _check_positive(name: str, value: int) -> None:
+    if value < 1:
+        raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+
+
+class SentenceBatches:
+    """Sentences bucketed by length and padded; deterministic given ``seed``."""
+
+    def __init__(self, sequences: Sequence[np.ndarray], batch_size: int, *, seed: int = 0,
+                 pad_multiple: int = 1) -> None:
+        """``sequences``: encoded sentences, each at least 2 ids (``Vocabulary.encode``).
+
+        ``pad_multiple`` rounds each batch's length up to a multiple of it, which bounds the
+        number of distinct shapes (a backend with static shapes, JAX, compiles one per shape).
+        """
+        _check_positive("batch_size", batch_size)
+        _check_positive("pad_multiple", pad_multiple)
+        self.sequences = [np.asarray(s, dtype=np.int32) for s in sequences if len(s) >= 2]
+        if not self.sequences:
+            raise UserError("no sentence with a word to predict: the corpus is empty")
+        self.batch_size, self.seed, self.pad_multiple = batch_size, seed, pad_multiple
+        self._lengths = np.array([len(s) - 1 for s in self.sequences])  # predicted tokens
+        self.n_tokens = int(self._lengths.sum())
+
+    @classmethod
+    def from_sentences(cls, sentences: Sequence[Sequence[str]], vocab: Vocabulary,
+                       batch_size: int, **kwargs) -> SentenceBatches:
+        """Encode tokenized sentences with ``vocab`` (start and end markers added)."""
+        return cls([vocab.encode(s) for s in sentences], batch_size, **kwargs)
+
+    def __len__(self) -> int:
+        return -(-len(self.sequences) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        """Batches by increasing length, no shuffling: for evaluation."""
+        order = np.argsort(self._lengths, kind="stable")
+        return (self._batch(chunk) for chunk in self._chunks(order))
+
+    def epoch(self, k: int) -> Iterator[Batch]:
+        """The shuffled batches of epoch ``k``: a function of (seed, k) only."""
+        rng = np.random.default_rng([self.seed, k])
+        shuffled = rng.permutation(len(self.sequences))
+        # Sort by length, ties in the random order: similar lengths share a batch.
+        order = shuffled[np.argsort(self._lengths[shuffled], kind="stable")]
+        chunks = self._chunks(order)
+        return (self._batch(chunks[i]) for i in rng.permutation(len(chunks)))
+
+    def _chunks(self, order: np.ndarray) -> list[np.ndarray]:
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _batch(self, indices: np.ndarray) -> Batch:
+        lengths = self._lengths[indices]
+        T = -(-int(lengths.max()) // self.pad_multiple) * self.pad_multiple
+        x = np.zeros((T, len(indices)), dtype=np.int32)
+        y = np.zeros_like(x)
+        for b, i in enumerate(indices):
+            ids = self.sequences[i]
+            x[:len(ids) - 1, b], y[:len(ids) - 1, b] = ids[:-1], ids[1:]
+        mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float32)  # (T, B)
+        return Batch(x, y, mask)
+
+
+class StreamBatches:
+    """One id stream in ``batch_size`` columns, read ``bptt_len`` steps at a time."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, bptt_len: int) -> None:
+        _check_positive("batch_size", batch_size)
+        _check_positive("bptt_len", bptt_len)
+        ids = np.asarray(ids, dtype=np.int32)
+        steps = len(ids) // batch_size
+        if steps < 2:
+            raise UserError(f"a stream of {len(ids)} tokens is too short for --batch-size "
+                            f"{batch_size}: each column needs at least 2 tokens")
+        # Column b is ids[b*steps:(b+1)*steps]; rows are time steps.
+        self.data = ids[:steps * batch_size].reshape(batch_size, steps).T  # (steps, B)
+        self.batch_size, self.bptt_len = batch_size, bptt_len
+        self.n_tokens = (steps - 1) * batch_size
+
+    def __len__(self) -> int:
+        return -(-(len(self.data) - 1) // self.bptt_len)
+
+    def __iter__(self) -> Iterator[Batch]:
+        data, L = self.data, self.bptt_len
+        for start in range(0, len(data) - 1, L):
+            x = data[start:start + L]
+            y = data[start + 1:start + 1 + L]
+            x = x[:len(y)]  # the last window may be shorter
+            yield Batch(x, y, np.ones(x.shape, dtype=np.float32))
+
+    def epoch(self, k: int) -> Iterator[Batch]:
+        """Stream order is the data itself: every epoch reads the same windows."""
+        return iter(self)

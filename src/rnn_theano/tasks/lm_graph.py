@@ -1,0 +1,344 @@
+"""The general language model: embedding, stacked (optionally bidirectional) cells, softmax.
+
+The graph for a time-major batch of T steps and B rows (C words, E embedding, H hidden units,
+L layers, H_top = H, or 2H when bidirectional)::
+
+    e = embed[x]                               (T, B, E)   dropout
+    h^0 = e;  h^l = cell_l(h^{l-1})            (T, B, H)   dropout between layers
+    top = h^L                                  (T, B, H_top)  dropout
+    log p(y_t | ...) = log_softmax(top_t out_W + out_b)    (T, B, C)
+                       (or class-based: log p(class) + log p(word | class), see _class_softmax)
+    cost = -sum_{t,b} mask[t,b] log p(y[t,b])  summed cross-entropy over real tokens
+
+Only the recurrences run inside ``scan`` (``cells.run_cell``); the embedding gather, each
+layer's input projection, the output projection and the log-softmax are each one product over
+all T*B positions. Dropout (inverted: scaled by 1/keep at training time, the identity at
+evaluation) touches only these non-recurrent connections, never the state carried in time
+(Zaremba et al. 2014).
+
+Bidirectional: a second, independent stack of L layers reads the *targets* y backwards in
+time. ``x[t]`` is word t and ``y[t]`` word t+1 of a sentence, so the forward state after
+``x[t]`` has read words ``<= t``, and the backward state at ``t+1`` (after reading
+``y[T-1] .. y[t+1]``) has read words ``>= t+2``: the prediction of ``y[t]`` uses
+``concat(forward_t, backward_{t+1})`` (zero past the end) and never sees the word it predicts.
+The two stacks meet only at the top: joining them at every layer would hand layer 2 of the
+forward stack the backward state of word t+1 itself.
+
+Parameters (a dict of shared variables, saved under these names)::
+
+    embed (C, E)
+    l{i}_Wx (D_i, G*H)   l{i}_Wh (H, G*H)   l{i}_b (G*H,)     forward layer i (D_0 = E, else H)
+    back{i}_Wx, back{i}_Wh, back{i}_b                          backward layer i (bidirectional)
+    out_W (H_top, C)     out_b (C,)                            out_W absent with tied weights
+    class_W (H_top, K)   class_b (K,)                          class-based softmax only; then
+                                                               out_W and out_b have K*M columns
+
+Gate order and cell equations: see ``cells``. With ``tie_weights`` the output layer is
+``top_t embed.T + out_b`` (Press & Wolf 2017), which needs E == H_top.
+
+The recurrent state enters as one input ``state`` (L, S, B, H), S = 1 (h) or 2 (h, c for the
+LSTM), and the forward stack's final state leaves with the same shape, so stream mode can
+feed it back as a plain numpy array: the next window starts where this one ended, and the
+gradient stops there. The backward stack always starts from zeros.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.builders import OpFromGraph
+
+from ..nn.cells import CELLS, init_cell_params, project_inputs, run_cell
+from ..errors import SettingError, UserError
+
+Tensor = pt.TensorVariable
+FORWARD, BACKWARD = "l", "back"
+
+# Embeddings start at Uniform(+-0.1), Zaremba et al.'s scale for every weight.
+_EMBED_INIT = 0.1
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Everything that defines the network: what a checkpoint records to rebuild it."""
+
+    cell: str = "lstm"
+    vocab_size: int = 10_000
+    embed_dim: int = 200
+    hidden_dim: int = 200
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    tie_weights: bool = False
+    float32: bool = True
+    forget_bias: float = 1.0
+    identity_init: bool = False
+    no_bias: bool = False
+    softmax_classes: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise SettingError("cell", f"{self.cell!r} is unknown: use one of {', '.join(CELLS)}")
+        for name in ("vocab_size", "embed_dim", "hidden_dim", "layers"):
+            if getattr(self, name) < 1:
+                raise SettingError(name, f"must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+        if self.tie_weights and self.embed_dim != self.top_dim:
+            twice = ", twice the hidden size when bidirectional" if self.bidirectional else ""
+            raise SettingError("tie_weights", f"needs the embedding size ({self.embed_dim}) to "
+                               f"equal the top hidden size ({self.top_dim}{twice}): set the "
+                               f"embedding size to {self.top_dim}")
+        if self.softmax_classes and not 2 <= self.softmax_classes <= self.vocab_size:
+            raise SettingError("softmax_classes", f"{self.softmax_classes} must be between 2 "
+                               f"and the vocabulary size {self.vocab_size} (0: the full "
+                               f"softmax; about sqrt(C) = {round(self.vocab_size ** 0.5)} is "
+                               "fastest)")
+        if self.softmax_classes and self.tie_weights:
+            raise SettingError("softmax_classes", "cannot be combined with tied weights: the "
+                               "class layer's word matrix is laid out by class; drop one")
+        if self.identity_init and self.cell != "relu":
+            raise SettingError("identity_init", f"is for the relu cell, not {self.cell}")
+
+    @property
+    def dtype(self) -> str:
+        return "float32" if self.float32 else "float64"
+
+    @property
+    def top_dim(self) -> int:
+        """H_top: the size of what the output layer reads."""
+        return self.hidden_dim * (2 if self.bidirectional else 1)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the stacks: forward, then backward if bidirectional."""
+        return (FORWARD, BACKWARD) if self.bidirectional else (FORWARD,)
+
+    @property
+    def class_size(self) -> int:
+        """M: words per class of the class-based softmax (the last class is padded to M)."""
+        return -(-self.vocab_size // self.softmax_classes)
+
+    @property
+    def output_size(self) -> int:
+        """Columns of out_W: C, or K * M with the class-based softmax (padding included)."""
+        return self.softmax_classes * self.class_size if self.softmax_classes else self.vocab_size
+
+    def state_shape(self, batch_size: int) -> tuple[int, int, int, int]:
+        """Shape of the carried state: (layers, states per cell, batch, hidden)."""
+        return (self.layers, CELLS[self.cell].states, batch_size, self.hidden_dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def init_lm_params(config: LMConfig) -> dict[str, np.ndarray]:
+    """Fresh parameters, named as in the module docstring, in the config's dtype."""
+    rng = np.random.default_rng(config.seed)
+    cell, H, C = CELLS[config.cell], config.hidden_dim, config.vocab_size
+    params = {"embed": rng.uniform(-_EMBED_INIT, _EMBED_INIT, (C, config.embed_dim))}
+    for prefix in config.directions:
+        for i in range(config.layers):
+            layer = init_cell_params(cell, config.embed_dim if i == 0 else H, H, rng,
+                                     bias=not config.no_bias, forget_bias=config.forget_bias,
+                                     identity_init=config.identity_init)
+            params.update({f"{prefix}{i}_{k}": v for k, v in layer.items()})
+    scale = 1.0 / np.sqrt(config.top_dim)
+    if not config.tie_weights:
+        params["out_W"] = rng.uniform(-scale, scale, (config.top_dim, config.output_size))
+    params["out_b"] = np.zeros(config.output_size)
+    if config.softmax_classes:
+        params["class_W"] = rng.uniform(-scale, scale, (config.top_dim, config.softmax_classes))
+        params["class_b"] = np.zeros(config.softmax_classes)
+    return {k: v.astype(config.dtype) for k, v in params.items()}
+
+
+def check_lm_params(config: LMConfig, params: dict[str, np.ndarray]) -> None:
+    """Refuse parameters (e.g. from a checkpoint) whose names or shapes do not fit ``config``."""
+    # Shapes of a fresh initialisation: one source of truth for names and shapes.
+    expected = {name: value.shape for name, value in init_lm_params(config).items()}
+    for name, shape in expected.items():
+        got = params.get(name)
+        if got is None or tuple(got.shape) != shape:
+            raise UserError(f"parameter {name} has shape {None if got is None else got.shape}, "
+                            f"expected {shape} for this architecture: the checkpoint is damaged "
+                            "or from another model; retrain it")
+    extra = sorted(set(params) - set(expected))
+    if extra:
+        raise UserError(f"unexpected parameters {', '.join(extra)} for this architecture: the "
+                        "checkpoint is from another model; retrain it")
+
+
+@dataclass(frozen=True)
+class LMGraph:
+    """The symbolic inputs and outputs of one language-model graph."""
+
+    x: Tensor            # (T, B) int32 input words
+    y: Tensor            # (T, B) int32 target words
+    mask: Tensor         # (T, B) 1 for a real token, 0 for padding
+    state: Tensor        # (L, S, B, H) initial state of the forward stack
+    cost: Tensor         # () summed cross-entropy over real tokens, in nats
+    n_tokens: Tensor     # () number of real tokens (sum of mask)
+    log_probs: Tensor    # (T, B, C) log-probabilities of every word at every position
+    final_state: Tensor  # (L, S, B, H) state of the forward stack after the last real token
+    updates: dict        # the dropout generator's update (empty without dropout)
+
+
+def build_lm(config: LMConfig, params: dict[str, Any], dropout_rng: Any | None = None,
+             shape: tuple[int, int] | None = None) -> LMGraph:
+    """The graph over the shared ``params``; dropout only when ``dropout_rng`` is given.
+
+    ``shape`` fixes (T, B) in the input types, as the JAX backend needs (its scan must know
+    the number of steps when it traces); without it the graph takes any T and B.
+
+    ``dropout_rng`` is a shared generator (``pytensor.tensor.random.shared_rng``); the graph's
+    ``updates`` then advance it, and the function compiled from the graph must apply them.
+    Build the graph twice over the same shared variables for training (with a generator) and
+    evaluation (without): the evaluation graph then contains no random numbers at all.
+    """
+    T, B = shape or (None, None)
+    x, y = pt.tensor("x", dtype="int32", shape=(T, B)), pt.tensor("y", dtype="int32", shape=(T, B))
+    mask = pt.tensor("mask", dtype=config.dtype, shape=(T, B))
+    state = pt.tensor("state", dtype=config.dtype,
+                      shape=(config.layers, CELLS[config.cell].states, B, config.hidden_dim))
+    drop = _Dropout(config, dropout_rng)
+
+    S = CELLS[config.cell].states
+    initial = [[state[i, s] for s in range(S)] for i in range(config.layers)]
+    top, finals = _stack(config, params, FORWARD, drop(params["embed"][x]), mask, initial, drop)
+
+    if config.bidirectional:
+        zeros = pt.zeros((x.shape[1], config.hidden_dim), dtype=config.dtype)  # (B, H)
+        back, _ = _stack(config, params, BACKWARD, drop(params["embed"][y[::-1]]), mask[::-1],
+                         [[zeros] * S] * config.layers, drop)
+        back = back[::-1]  # (T, B, H) in forward time: back[t] has read y[t], y[t+1], ...
+        # Predicting y[t] may use back[t+1] only (it has not read y[t]); zero past the end.
+        back_next = pt.concatenate([back[1:], pt.zeros_like(back[:1])], axis=0)
+        top = pt.concatenate([top, back_next], axis=2)  # (T, B, 2H)
+
+    top = drop(top)
+    T, B = top.shape[0], top.shape[1]
+    h = top.reshape((T * B, config.top_dim))  # (N, H_top), N = T*B positions
+    if config.softmax_classes:
+        log_probs, target_lp = _class_softmax(config, params, h, y.flatten())
+    else:
+        out_W = params["embed"].T if config.tie_weights else params["out_W"]
+        logits = h.dot(out_W) + params["out_b"]  # (N, C)
+        log_probs = pt.special.log_softmax(logits, axis=-1)
+        target_lp = _target_log_prob(logits, y.flatten())  # (N,)
+    cost = -(target_lp * mask.flatten()).sum()
+    final_state = pt.stack([pt.stack(layer) for layer in finals])  # (L, S, B, H)
+    return LMGraph(x, y, mask, state, cost, mask.sum(),
+                   log_probs.reshape((T, B, config.vocab_size)),
+                   final_state, drop.updates())
+
+
+def _target_log_prob(logits: Tensor, targets: Tensor) -> Tensor:
+    """log softmax(logits)[n, targets[n]] for each row n, without the (N, C) log-softmax.
+
+    ``logits[target] - logsumexp(logits)`` is the same number, and its gradient,
+    ``onehot - softmax``, takes one pass over the logits (see ``_logsumexp``), which makes the
+    output layer's forward and gradient faster under XLA than the log-softmax form
+    (docs/benchmarks.md). ``test_lm.py`` checks the gradient against finite differences.
+    """
+    return logits[pt.arange(logits.shape[0]), targets] - _logsumexp(logits)
+
+
+def _logsumexp(logits: Tensor) -> Tensor:
+    """log sum_c exp(logits[:, c]), (N, C) -> (N,), with the gradient ``softmax * g``.
+
+    PyTensor's ``logsumexp`` differentiates through a separate graph that computes the max,
+    the exponentials and their sum again; the gradient here reuses the forward's result,
+    ``exp(logits - lse)``: one fused elementwise pass.
+    """
+    z = logits.type()
+
+    def gradient(inputs: list, outputs: list, output_grads: list) -> list:
+        return [pt.exp(inputs[0] - outputs[0][:, None]) * output_grads[0][:, None]]
+
+    return OpFromGraph([z], [pt.special.logsumexp(z, axis=-1)],
+                       pullback=gradient)(logits)
+
+
+def _class_softmax(config: LMConfig, params: dict[str, Any], h: Tensor,
+                   y: Tensor) -> tuple[Tensor, Tensor]:
+    """Class-based softmax (Mikolov et al. 2011): p(w) = p(class(w)) p(w | class(w)).
+
+    Word ids are in frequency order (the vocabulary's), and class k holds ids k*M .. k*M+M-1:
+    K classes of M words (the last one padded, its padding never predicted). Training needs
+    only the target's class: a softmax over K classes and one over M words, (K + M) H
+    multiply-adds per position instead of C H. The product is a normalised distribution over
+    the C words, so the perplexity it gives is exact, not an estimate.
+
+    Returns the full (N, C) log-probabilities (C H work: only what is evaluated is computed)
+    and the targets' (N,) log-probabilities through the cheap path.
+    """
+    K, M, C = config.softmax_classes, config.class_size, config.vocab_size
+    N = h.shape[0]
+    pad = np.where(np.arange(K * M) < C, 0.0, -1e9).astype(config.dtype)  # padding: p = 0
+    class_logits = h.dot(params["class_W"]) + params["class_b"]               # (N, K)
+    W = params["out_W"].reshape((config.top_dim, K, M)).dimshuffle(1, 0, 2)  # (K, H_top, M)
+    b = (params["out_b"] + pad).reshape((K, M))                                # (K, M)
+    c, j = y // M, y % M                                                        # (N,) each
+    # Only the target's class: gather its (H_top, M) block per position.
+    in_logits = (h[:, :, None] * W[c]).sum(axis=1) + b[c]                      # (N, M)
+    target_lp = _target_log_prob(class_logits, c) + _target_log_prob(in_logits, j)
+    every = pt.special.log_softmax(h.dot(params["out_W"]).reshape((N, K, M)) + b,
+                                   axis=-1)                                    # (N, K, M)
+    class_lp = pt.special.log_softmax(class_logits, axis=-1)
+    log_probs = (class_lp[:, :, None] + every).reshape((N, K * M))[:, :C]      # (N, C)
+    return log_probs, target_lp
+
+
+class _Dropout:
+    """Inverted dropout: keep each unit with probability 1 - rate and scale it by 1/(1 - rate).
+
+    The identity without a generator or with rate 0. Each call draws from the generator state
+    the previous call left, so all masks of one step differ; ``updates`` stores the last state.
+    """
+
+    def __init__(self, config: LMConfig, rng: Any | None) -> None:
+        self.rng = rng if config.dropout > 0.0 else None
+        self.next_rng = self.rng
+        self.keep, self.dtype = 1.0 - config.dropout, config.dtype
+
+    def __call__(self, h: Tensor) -> Tensor:
+        if self.rng is None:
+            return h
+        # A Bernoulli draw, not binomial(1, p): JAX samples a binomial by rejection, which
+        # made dropout the slowest part of a training step there.
+        self.next_rng, kept = self.next_rng.bernoulli(self.keep, size=h.shape)
+        return h * pt.cast(kept, self.dtype) * np.asarray(1.0 / self.keep, dtype=self.dtype)
+
+    def updates(self) -> dict[Any, Any]:
+        return {} if self.rng is None else {self.rng: self.next_rng}
+
+
+def _stack(config: LMConfig, params: dict[str, Any], prefix: str, inputs: Tensor, mask: Tensor,
+           initial: list[list[Tensor]], drop: _Dropout) -> tuple[Tensor, list[list[Tensor]]]:
+    """Run the ``config.layers`` cells named ``prefix{i}_*`` over ``inputs`` (T, B, E).
+
+    Returns the top layer's states (T, B, H) and each layer's final states [h] or [h, c].
+    """
+    cell = CELLS[config.cell]
+    h, finals = inputs, []
+    for i in range(config.layers):
+        if i > 0:
+            h = drop(h)
+        xp = project_inputs(h, params[f"{prefix}{i}_Wx"], params.get(f"{prefix}{i}_b"))
+        states = run_cell(cell, xp, mask, initial[i], params[f"{prefix}{i}_Wh"])
+        finals.append([s[-1] for s in states])
+        h = states[0]  # the next layer reads h, never the LSTM's c
+    return h, finals
+
+
+def shared_params(params: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One named shared variable per parameter array, its shape fixed in its type."""
+    return {name: pytensor.shared(value, name=name, shape=value.shape)
+            for name, value in params.items()}

@@ -1,0 +1,237 @@
+"""The trainer: one loop for every model.
+
+It drives a ``Trainable`` (a model with its data: ``tasks.lm`` builds them) through epochs:
+each epoch runs the task's update steps with a progress bar, then scores the held-out data,
+records one row of history, adapts the learning rate by its ``Schedule``, saves a checkpoint
+and decides whether to go on. Guards: a NaN or infinite training loss stops at once, the
+checkpoint untouched; Ctrl-C (through ``interrupt.StopFlag``) stops between two steps and
+leaves a checkpoint; ``patience`` epochs without a better held-out loss stop early. A run
+resumes from the ``state`` its checkpoint holds.
+
+History rows (one schema for every model): ``epoch``, ``learning_rate`` (the rate the epoch
+trained with), ``train_loss``/``train_ppl``, ``valid_loss``/``valid_ppl``, optional
+``test_loss``/``test_ppl``, ``tokens_per_second`` (0 for the untrained row) and ``seconds``
+since the run started. Losses are mean cross-entropy per predicted token in nats
+(``metrics``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from tqdm import tqdm
+
+from .errors import UserError
+from .interrupt import StopFlag
+from .metrics import Score
+
+
+class Step(NamedTuple):
+    """One update: the summed cross-entropy of its batch and the tokens it predicted."""
+
+    cost: float
+    n_tokens: float
+
+
+class Trainable(Protocol):
+    """What the trainer drives: a model and its data.
+
+    ``evaluate(split)`` scores ``"train"``, ``"valid"`` or ``"test"`` without changing the
+    model; ``snapshot``/``restore`` copy what a checkpoint holds (parameters, optimizer state,
+    random generators) so the trainer can go back to the best epoch.
+    """
+
+    n_train_tokens: int
+    has_test: bool
+
+    def train_steps(self, epoch: int) -> Iterator[Step]: ...
+    def evaluate(self, split: str) -> Score: ...
+    def set_learning_rate(self, lr: float) -> None: ...
+    def snapshot(self) -> Any: ...
+    def restore(self, snapshot: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How the learning rate changes after each evaluation.
+
+    * ``tutorial``: halved when the training loss rose since the previous evaluation (the
+      tutorial's rule; the training loss is then scored afresh at each evaluation, and the
+      untrained model is scored first, as the first point of comparison);
+    * ``plateau``: halved when the held-out loss is not the best so far;
+    * ``decay``: multiplied by ``factor`` after each epoch from ``after`` on.
+    """
+
+    rule: str = "plateau"
+    factor: float = 0.5
+    after: int = 0
+
+    @property
+    def watches_training_loss(self) -> bool:
+        return self.rule == "tutorial"
+
+    def next_lr(self, lr: float, epoch: int, history: list[dict], improved: bool,
+                log: Callable[[str], None]) -> float:
+        if self.rule == "decay":
+            return lr * self.factor if epoch >= self.after else lr
+        if self.rule == "tutorial":
+            if len(history) > 1 and history[-1]["train_loss"] > history[-2]["train_loss"]:
+                log(f"training loss rose ({history[-2]['train_loss']:.4f} -> "
+                    f"{history[-1]['train_loss']:.4f}): learning rate halved to {lr * 0.5:g}")
+                return lr * 0.5
+            return lr
+        return lr if improved else lr * 0.5
+
+
+@dataclass(frozen=True)
+class TrainerOptions:
+    """``keep_best``: the checkpoint holds the best model by held-out loss (else the last one
+    evaluated, as the tutorial saves it); ``eval_every``: epochs between evaluations."""
+
+    epochs: int
+    lr: float
+    schedule: Schedule = Schedule()
+    keep_best: bool = True
+    patience: int = 0
+    eval_every: int = 1
+
+
+@dataclass
+class _Run:
+    """The trainer's bookkeeping: what a checkpoint's ``state`` holds, and the best snapshot."""
+
+    epoch: int
+    lr: float
+    history: list[dict]
+    best: float
+    best_snapshot: Any = None
+    since_best: int = 0
+    started: float = 0.0
+    saved: bool = False
+
+    def state(self, **extra: Any) -> dict[str, Any]:
+        return {"epoch": self.epoch, "learning_rate": self.lr, "history": self.history,
+                "best_valid_loss": self.best, **extra}
+
+
+def train(task: Trainable, options: TrainerOptions, *, state: dict[str, Any] | None,
+          save: Callable[[dict[str, Any]], None], stop: StopFlag | None = None,
+          log: Callable[[str], None] = print,
+          on_epoch: Callable[[list[dict]], None] | None = None) -> dict[str, Any]:
+    """Train ``task`` for ``options.epochs`` more epochs; returns the final state.
+
+    ``save(state)`` is called with the task holding the parameters to keep. On return the task
+    holds the best parameters (``keep_best``) or the last ones. ``on_epoch(history)`` sees the
+    rows after every evaluation (a log file).
+    """
+    state = dict(state or {})
+    run = _Run(int(state.get("epoch", 0)), float(state.get("learning_rate", options.lr)),
+               list(state.get("history", [])), float(state.get("best_valid_loss", math.inf)),
+               started=time.perf_counter())
+    if run.history:
+        run.best_snapshot = task.snapshot()
+    try:
+        if not run.history and options.schedule.watches_training_loss:
+            _evaluate(task, run, None, 0.0, log, True)  # the untrained model: loss near ln C
+        _epochs(task, options, run, save, stop, log, on_epoch)
+    except KeyboardInterrupt:
+        log(f"interrupted after {run.epoch} complete epoch(s): "
+            + ("the checkpoint keeps the best model so far" if options.keep_best
+               else "saving the model as it is"))
+        _finish(task, options, run, save, interrupted=True)
+        return run.state(interrupted=True)
+    _finish(task, options, run, save)
+    return run.state()
+
+
+def _epochs(task: Trainable, options: TrainerOptions, run: _Run,
+            save: Callable[[dict[str, Any]], None], stop: StopFlag | None,
+            log: Callable[[str], None], on_epoch: Callable[[list[dict]], None] | None) -> None:
+    last = run.epoch + options.epochs
+    for epoch in range(run.epoch + 1, last + 1):
+        task.set_learning_rate(run.lr)
+        running, tps = _train_epoch(task, epoch, stop)
+        run.epoch = epoch
+        if epoch % options.eval_every and epoch != last:
+            continue
+        improved = _evaluate(task, run, running, tps, log,
+                             options.schedule.watches_training_loss)
+        if on_epoch:
+            on_epoch(run.history)
+        run.lr = options.schedule.next_lr(run.lr, epoch, run.history, improved, log)
+        if improved:
+            run.best, run.since_best = run.history[-1]["valid_loss"], 0
+            run.best_snapshot = task.snapshot()
+        else:
+            run.since_best += 1
+        if improved or not options.keep_best:
+            save(run.state())
+            run.saved = True
+        if options.patience and run.since_best >= options.patience:
+            log(f"no better held-out loss for {options.patience} evaluations: stopping early")
+            break
+
+
+def _train_epoch(task: Trainable, epoch: int, stop: StopFlag | None) -> tuple[Score, float]:
+    """One pass of updates; returns the running training score and tokens per second.
+
+    The speed leaves out the first step, which pays for compilation on a first run.
+    """
+    total, tokens, skipped, start = 0.0, 0.0, 0.0, 0.0
+    with tqdm(total=task.n_train_tokens, unit="tok", unit_scale=True, desc=f"epoch {epoch}",
+              file=sys.stderr, dynamic_ncols=True, mininterval=0.5) as bar:
+        for step in task.train_steps(epoch):
+            if not math.isfinite(step.cost):
+                raise UserError(f"the training loss became NaN or infinite in epoch {epoch}: "
+                                "stopped, the checkpoint is kept; lower --learning-rate or set "
+                                "--clip-norm")
+            if not start:
+                start, skipped = time.perf_counter(), step.n_tokens
+            total, tokens = total + step.cost, tokens + step.n_tokens
+            bar.update(int(step.n_tokens))
+            bar.set_postfix(loss=f"{total / tokens:.3f}", refresh=False)
+            if stop:
+                stop.check()
+    seconds = time.perf_counter() - start
+    return Score(total, tokens), (tokens - skipped) / seconds if seconds > 0 else math.nan
+
+
+def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
+              log: Callable[[str], None], fresh_train: bool) -> bool:
+    """Score the model, append the history row, log it; returns whether it is the best."""
+    train_score = task.evaluate("train") if fresh_train or running is None else running
+    valid = task.evaluate("valid")
+    row = {"epoch": run.epoch, "learning_rate": run.lr, "train_loss": train_score.loss,
+           "train_ppl": train_score.perplexity, "valid_loss": valid.loss,
+           "valid_ppl": valid.perplexity}
+    if task.has_test and run.epoch > 0:
+        test = task.evaluate("test")
+        row.update(test_loss=test.loss, test_ppl=test.perplexity)
+    row.update(tokens_per_second=tps, seconds=time.perf_counter() - run.started)
+    improved = valid.loss < run.best
+    run.history.append(row)
+    log(f"epoch {run.epoch:3d}  train loss {row['train_loss']:.4f}  held-out loss "
+        f"{valid.loss:.4f}  perplexity {valid.perplexity:8.2f}"
+        + (f"  test {row['test_ppl']:8.2f}" if "test_ppl" in row else "")
+        + f"  lr {run.lr:g}" + (f"  {tps:,.0f} tokens/s" if tps else "")
+        + ("  (best)" if improved and run.epoch > 0 else ""))
+    return improved
+
+
+def _finish(task: Trainable, options: TrainerOptions, run: _Run,
+            save: Callable[[dict[str, Any]], None], **extra: Any) -> None:
+    """Leave the task holding the parameters to keep, and a checkpoint that says so.
+
+    With ``keep_best`` that is the best snapshot; a run in which no epoch was saved (none
+    better than the resumed best, or stopped before the first evaluation) still saves, so the
+    checkpoint's epoch count and history follow the run.
+    """
+    if options.keep_best and run.best_snapshot is not None:
+        task.restore(run.best_snapshot)
+    if extra.get("interrupted") and not options.keep_best or not run.saved:
+        save(run.state(**extra))

@@ -1,0 +1,154 @@
+"""The engine's dropout: inverted scaling, fresh masks, and none at all in evaluation.
+
+``_Dropout`` is compiled on its own over a large input, so its statistics are checked with
+bounds of five standard deviations (the seeds are fixed: the numbers never change between
+runs; the bounds say how far a correct implementation could be, and a wrong scale, keep
+probability or reused mask lands far outside them). Then the engine: evaluation with dropout
+configured is the deterministic model without it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytensor.tensor.random as ptr
+import pytest
+from pytensor.compile.mode import Mode
+
+from lm_reference import reference_cost
+from rnn_theano import backends
+from rnn_theano.tasks.lm_engine import LMEngine
+from rnn_theano.tasks.lm_graph import LMConfig, _Dropout, init_lm_params
+
+pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
+
+RATE = 0.3
+KEEP = 1.0 - RATE
+SHAPE = (40, 50, 100)  # (T, B, H): 200,000 units
+N = int(np.prod(SHAPE))
+MODES = {"python": Mode(linker="py", optimizer="fast_compile"), "JAX": "JAX"}
+
+
+def compiled_dropout(mode_name: str, rate: float = RATE, seed: int = 3):
+    """f(h) -> two dropout draws of h in one graph, the generator advanced at every call."""
+    if mode_name == "JAX":
+        backends.prepare("JAX")
+    config = LMConfig(cell="rnn", vocab_size=4, dropout=rate, float32=False)
+    drop = _Dropout(config, ptr.shared_rng(seed=seed, name="rng"))
+    h = pt.tensor("h", dtype="float64", shape=SHAPE)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The RandomType SharedVariables")  # JAX's copy
+        return pytensor.function([h], [drop(h), drop(h)], updates=drop.updates(),
+                                 mode=MODES[mode_name])
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def draws(request) -> list[np.ndarray]:
+    """Three calls' outputs (two draws each) on h = 1 + position, every draw's kept units
+    divided back by h: each entry is then 0 or the scale."""
+    h = 1.0 + np.arange(N, dtype=np.float64).reshape(SHAPE) / N
+    f = compiled_dropout(request.param)
+    return [np.asarray(out) / h for _ in range(3) for out in f(h)]
+
+
+def five_sigma(p: float, n: int) -> float:
+    """Five standard deviations of the mean of n Bernoulli(p) draws."""
+    return 5 * np.sqrt(p * (1 - p) / n)
+
+
+def test_units_are_dropped_or_scaled_by_one_over_keep(draws) -> None:
+    """Each unit is 0 or exactly h / keep, and a fraction keep of them is kept."""
+    for d in draws:
+        kept = d != 0
+        np.testing.assert_allclose(d[kept], 1.0 / KEEP, rtol=1e-12)
+        assert abs(kept.mean() - KEEP) < five_sigma(KEEP, N)
+
+
+def test_expected_activation_is_preserved(draws) -> None:
+    """E[drop(h)] = h: the mean of drop(h) / h is 1 within five standard deviations (the
+    variance of one unit is (1 - keep) / keep). Without the 1/keep factor it would be 0.7."""
+    bound = 5 * np.sqrt((1 - KEEP) / KEEP / N)
+    for d in draws:
+        assert abs(d.mean() - 1.0) < bound
+    # and at every time step separately, a sample of B * H units
+    per_step = np.stack(draws).mean(axis=(0, 2, 3))
+    assert np.all(np.abs(per_step - 1.0) < 5 * np.sqrt((1 - KEEP) / KEEP / (N / SHAPE[0] * 6)))
+
+
+def test_masks_are_independent_across_calls_draws_and_positions(draws) -> None:
+    """Two masks agree on a unit with probability keep^2 + (1 - keep)^2 = 0.58 when they are
+    independent, 1 when one is reused: between calls, between the two draws of one graph,
+    between time steps, batch rows and hidden units."""
+    masks = [d != 0 for d in draws]
+    agree = KEEP**2 + RATE**2
+    pairs = [(masks[0], masks[1]),  # two draws of one call
+             (masks[0], masks[2]),  # the same draw in two calls
+             (masks[0][1:], masks[0][:-1]),  # neighbouring time steps
+             (masks[0][:, 1:], masks[0][:, :-1]),  # neighbouring rows of the batch
+             (masks[0][..., 1:], masks[0][..., :-1])]  # neighbouring hidden units
+    for a, b in pairs:
+        assert abs((a == b).mean() - agree) < five_sigma(agree, a.size)
+
+
+def test_no_generator_or_rate_zero_is_the_identity() -> None:
+    h = pt.matrix("h", dtype="float64")
+    with_rate = LMConfig(cell="rnn", vocab_size=4, dropout=0.5, float32=False)
+    without = LMConfig(cell="rnn", vocab_size=4, dropout=0.0, float32=False)
+    assert _Dropout(with_rate, None)(h) is h  # evaluation graphs
+    drop = _Dropout(without, ptr.shared_rng(seed=0))
+    assert drop(h) is h and drop.updates() == {}
+
+
+# --- through the engine --------------------------------------------------------------------
+
+C = 7
+
+
+def batch(config: LMConfig) -> tuple[np.ndarray, ...]:
+    """Three rows of 6 steps, one of them padded after 4, and a carried state."""
+    rng = np.random.default_rng(5)
+    x, y = rng.integers(0, C, (2, 6, 3)).astype(np.int32)
+    mask = np.ones((6, 3))
+    mask[4:, 1] = 0.0
+    return x, y, mask, rng.normal(0.0, 0.5, config.state_shape(3))
+
+
+@pytest.fixture(scope="module")
+def engines() -> tuple[LMEngine, LMEngine, dict[str, np.ndarray]]:
+    """The same parameters in a model with dropout 0.5 and in one without."""
+    backends.prepare("JAX")
+    config = LMConfig(cell="lstm", vocab_size=C, embed_dim=4, hidden_dim=4, layers=2,
+                      dropout=0.5, float32=False, seed=2)
+    params = init_lm_params(config)
+    plain = LMConfig(**{**config.to_dict(), "dropout": 0.0})
+    return (LMEngine(config, params, mode="JAX", learning_rate=0.0),
+            LMEngine(plain, params, mode="JAX"), params)
+
+
+def test_evaluation_is_the_model_without_dropout(engines) -> None:
+    """eval_step and log_probs with dropout configured: deterministic, the same numbers as the
+    model without dropout, and the numpy reference's cost."""
+    dropped, plain, params = engines
+    x, y, mask, state = batch(dropped.config)
+    first, again, other = (e.eval_step(x, y, mask, state) for e in (dropped, dropped, plain))
+    assert first.cost == again.cost == other.cost
+    np.testing.assert_array_equal(first.state, other.state)
+    expected, _ = reference_cost(plain.config, params, x, y, mask, state)
+    assert first.cost == pytest.approx(expected, rel=1e-10)
+    np.testing.assert_array_equal(dropped.log_probs(x, y, mask, state)[0],
+                                  plain.log_probs(x, y, mask, state)[0])
+
+
+def test_training_draws_a_new_mask_at_every_step(engines) -> None:
+    """With lr 0 the parameters stay put, so the training costs differ only by their masks:
+    every step's differs from the others and from the evaluation cost."""
+    dropped, _, params = engines
+    x, y, mask, state = batch(dropped.config)
+    costs = [dropped.train_step(x, y, mask, state).cost for _ in range(4)]
+    evaluated = dropped.eval_step(x, y, mask, state).cost
+    assert len(set(costs + [evaluated])) == 5
+    for name, value in dropped.get_params().items():
+        np.testing.assert_array_equal(value, params[name])
