@@ -400,7 +400,8 @@ def worker(spec: dict) -> dict:
 def run_subprocess(cmd: list[str], spec: dict, workdir: Path, env: dict | None = None,
                    timeout: float = 900) -> dict:
     """Run a worker with ``spec``; its JSON result (or an ``error`` entry)."""
-    spec_path = workdir / f"spec_{spec['config']}_{spec['impl']}_{os.getpid()}_{time.time_ns()}.json"
+    unique = f"{os.getpid()}_{time.time_ns()}"
+    spec_path = workdir / f"spec_{spec['config']}_{spec['impl']}_{unique}.json"
     spec_path.write_text(json.dumps(spec))
     try:
         proc = subprocess.run([*cmd, str(spec_path)], capture_output=True, text=True,
@@ -548,7 +549,8 @@ def table(results: dict) -> str:
                          fmt(r.get("compile_cold_s"), "{:.1f}"),
                          fmt(r.get("peak_rss_mib"), "{:.0f}"),
                          fmt(r.get("gemm_fraction"), "{:.1%}"),
-                         fmt(r.get("first_loss"), "{:.4f}") if "error" not in r else r["error"][:60]))
+                         fmt(r.get("first_loss"), "{:.4f}") if "error" not in r
+                         else r["error"][:60]))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["| " + " | ".join(str(v).ljust(w) for v, w in zip(row, widths)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -1,9 +1,9 @@
 """Where the engine's training time goes, for the benchmark's config c (LSTM 2x200, C=10k).
 
-    .venv/bin/python scripts/bench_profile.py [--mode NUMBA|JAX] [--cell lstm] [--threads 1]
-                                              [--dprint FILE]
+    .venv/bin/python experiments/bench_profile.py [--mode NUMBA|JAX] [--cell lstm]
+                                                  [--threads 1] [--dprint FILE]
     # config b's shapes (about 25 words per sentence):
-    .venv/bin/python scripts/bench_profile.py --cell rnn --layers 1 --hidden 100 \
+    .venv/bin/python experiments/bench_profile.py --cell rnn --layers 1 --hidden 100 \
         --vocab 8000 --batch 32 --steps 25
 
 Times, with random word ids of the benchmark's shapes (default: batch 20, unroll 20), each of:
@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from io import StringIO
 
 import numpy as np
@@ -33,6 +35,7 @@ import pytensor
 import pytensor.tensor as pt
 from threadpoolctl import threadpool_limits
 
+from rnn_theano import backends
 from rnn_theano.nn.cells import CELLS, project_inputs, run_cell
 from rnn_theano.tasks.lm_engine import LMEngine
 from rnn_theano.tasks.lm_graph import LMConfig, _target_log_prob
@@ -113,106 +116,110 @@ def native_jax_lstm_step(T: int, B: int, C: int, H: int, L: int, rng: np.random.
     return run
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--cell", default="lstm")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cell", default="lstm", choices=sorted(CELLS))
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--hidden", type=int, default=200)
     p.add_argument("--vocab", type=int, default=10_000)
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--steps", type=int, default=20, help="time steps per batch")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--dprint", default=None)
+    p.add_argument("--dprint", default=None, help="write the optimized training graph here")
     p.add_argument("--mode", default="NUMBA", choices=["NUMBA", "JAX"],
                    help="PyTensor backend of every compiled function (JAX: XLA on the CPU)")
-    args = p.parse_args()
-    mode = args.mode
-    T, B, C, H, L = args.steps, args.batch, args.vocab, args.hidden, args.layers
-    cfg = LMConfig(cell=args.cell, vocab_size=C, embed_dim=H, hidden_dim=H, layers=L)
-    eng = LMEngine(cfg, mode=mode, optimizer="sgd", learning_rate=20.0, clip_norm=0.25)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, C, (T, B)).astype(np.int32)
-    y = rng.integers(0, C, (T, B)).astype(np.int32)
-    mask = np.ones((T, B), np.float32)
-    state = eng.initial_state(B)
-    eng.train_step(x, y, mask, state)
-    eng.eval_step(x, y, mask, state)
-    G = CELLS[args.cell].gates
-    f32 = "float32"
+    return p.parse_args(argv)
 
-    # The output layer alone: top (T*B, H) -> logits -> CE, and its gradient.
-    top = pt.tensor("top", dtype=f32, shape=(T * B, H))  # static shapes: JAX needs them
-    W = pytensor.shared(rng.uniform(-0.07, 0.07, (H, C)).astype(f32))
-    b = pytensor.shared(np.zeros(C, f32))
+
+F32 = "float32"
+
+
+class Shapes:
+    """The benchmark's shapes and the random inputs of that size every timing uses."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.cell, self.mode = args.cell, args.mode
+        self.T, self.B, self.C, self.H, self.L = (args.steps, args.batch, args.vocab,
+                                                  args.hidden, args.layers)
+        self.rng = np.random.default_rng(0)
+        T, B, C, H = self.T, self.B, self.C, self.H
+        self.x = self.rng.integers(0, C, (T, B)).astype(np.int32)
+        self.y = self.rng.integers(0, C, (T, B)).astype(np.int32)
+        self.mask = np.ones((T, B), np.float32)
+        self.top = self.rng.standard_normal((T * B, H)).astype(F32)
+        self.z = self.rng.standard_normal((T * B, C)).astype(F32)
+
+    def uniform(self, *shape: int, scale: float = 0.07) -> np.ndarray:
+        return self.rng.uniform(-scale, scale, shape).astype(F32)
+
+
+def engine_rows(s: Shapes) -> tuple[LMEngine, list[tuple[str, Callable]]]:
+    """The engine's whole training and evaluation steps."""
+    cfg = LMConfig(cell=s.cell, vocab_size=s.C, embed_dim=s.H, hidden_dim=s.H, layers=s.L)
+    eng = LMEngine(cfg, mode=s.mode, optimizer="sgd", learning_rate=20.0, clip_norm=0.25)
+    state = eng.initial_state(s.B)
+    return eng, [
+        ("train_step (engine, whole step)", lambda: eng.train_step(s.x, s.y, s.mask, state)),
+        ("eval_step (engine, forward only)", lambda: eng.eval_step(s.x, s.y, s.mask, state))]
+
+
+def output_layer_rows(s: Shapes) -> list[tuple[str, Callable]]:
+    """The output layer alone, (T*B, H) -> logits -> cross-entropy, and its softmax pieces."""
+    T, B, C, H, mode = s.T, s.B, s.C, s.H, s.mode
+    top = pt.tensor("top", dtype=F32, shape=(T * B, H))  # static shapes: JAX needs them
+    W = pytensor.shared(s.uniform(H, C))
+    b = pytensor.shared(np.zeros(C, F32))
     yy = pt.tensor("y", dtype="int32", shape=(T * B,))
     cost = -_target_log_prob(top.dot(W) + b, yy).sum()  # as the engine computes it
     out_fwd = pytensor.function([top, yy], cost, mode=mode)
     out_grad = pytensor.function([top, yy], [cost, *pytensor.grad(cost, [top, W, b])], mode=mode)
-    z = pt.tensor("z", dtype=f32, shape=(T * B, C))
+    z = pt.tensor("z", dtype=F32, shape=(T * B, C))
     lsm = pytensor.function([z], pt.special.log_softmax(z, axis=-1), mode=mode)
     ex = pytensor.function([z], pt.exp(z), mode=mode)
-
-    # The recurrent stack alone: embedding + L scans, cost = <h_top, R>, and its gradient.
-    emb = pytensor.shared(rng.uniform(-0.1, 0.1, (C, H)).astype(f32))
-    Wx = [pytensor.shared(rng.uniform(-0.07, 0.07, (H, G * H)).astype(f32)) for _ in range(L)]
-    Wh = [pytensor.shared(rng.uniform(-0.07, 0.07, (H, G * H)).astype(f32), shape=(H, G * H))
-          for _ in range(L)]
-    bb = [pytensor.shared(np.zeros(G * H, f32)) for _ in range(L)]
-    xs = pt.tensor("x", dtype="int32", shape=(T, B))
-    ms = pt.tensor("m", dtype=f32, shape=(T, B))
-    h = emb[xs]
-    for i in range(L):
-        xp = project_inputs(h, Wx[i], bb[i])
-        init = [pt.zeros((B, H), f32)] * CELLS[args.cell].states
-        h = run_cell(CELLS[args.cell], xp, ms, init, Wh[i])[0]
-    R = rng.standard_normal((T, B, H)).astype(f32)
-    rc = (h * R).sum()
-    rnn_params = [emb, *Wx, *Wh, *bb]
-    rnn_fwd = pytensor.function([xs, ms], rc, mode=mode)
-    rnn_grad = pytensor.function([xs, ms], [rc, *pytensor.grad(rc, rnn_params)], mode=mode)
-
-    topv = rng.standard_normal((T * B, H)).astype(f32)
-    yv = y.ravel()
-    zv = rng.standard_normal((T * B, C)).astype(f32)
-    for f in (lambda: out_fwd(topv, yv), lambda: out_grad(topv, yv), lambda: lsm(zv),
-              lambda: ex(zv), lambda: rnn_fwd(x, mask), lambda: rnn_grad(x, mask)):
-        f()  # compile
-
-    Wv = W.get_value()
+    Wv, yv, zv, topv = W.get_value(), s.y.ravel(), s.z, s.top
 
     def np_lsm():
-        m = zv.max(axis=1, keepdims=True)
-        s = zv - m
-        return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+        shifted = zv - zv.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
     def gemms():  # the products of one training step (forward + both backward products)
         logits = topv @ Wv
-        d_top = logits @ Wv.T
-        dW = topv.T @ logits
-        return d_top, dW
+        return logits @ Wv.T, topv.T @ logits
 
-    threadpool_limits(limits=args.threads, user_api="blas")
-    rows = [
-        ("train_step (engine, whole step)", lambda: eng.train_step(x, y, mask, state)),
-        ("eval_step (engine, forward only)", lambda: eng.eval_step(x, y, mask, state)),
-        ("output layer: forward", lambda: out_fwd(topv, yv)),
-        ("output layer: forward + gradient", lambda: out_grad(topv, yv)),
-        ("output layer: the 3 GEMMs in numpy", gemms),
-        (f"log_softmax ({T * B}, {C}) {mode}", lambda: lsm(zv)),
-        (f"log_softmax ({T * B}, {C}) numpy", np_lsm),
-        (f"exp ({T * B}, {C}) {mode}", lambda: ex(zv)),
-        (f"exp ({T * B}, {C}) numpy", lambda: np.exp(zv)),
-        ("recurrent stack: forward", lambda: rnn_fwd(x, mask)),
-        ("recurrent stack: forward + gradient", lambda: rnn_grad(x, mask)),
-    ]
-    if mode == "JAX" and args.cell == "lstm":
-        rows.insert(1, ("the same step written in JAX directly",
-                        native_jax_lstm_step(T, B, C, H, L, rng)))
-    print(f"cell {args.cell}, T={T} B={B} H={H} L={L} C={C}, BLAS threads {args.threads}")
-    for name, f in rows:
-        t = timeit(f)
-        print(f"{name:42s} {t * 1e3:8.2f} ms   {T * B / t:10,.0f} words/s")
+    return [("output layer: forward", lambda: out_fwd(topv, yv)),
+            ("output layer: forward + gradient", lambda: out_grad(topv, yv)),
+            ("output layer: the 3 GEMMs in numpy", gemms),
+            (f"log_softmax ({T * B}, {C}) {mode}", lambda: lsm(zv)),
+            (f"log_softmax ({T * B}, {C}) numpy", np_lsm),
+            (f"exp ({T * B}, {C}) {mode}", lambda: ex(zv)),
+            (f"exp ({T * B}, {C}) numpy", lambda: np.exp(zv))]
 
+
+def recurrent_rows(s: Shapes) -> list[tuple[str, Callable]]:
+    """The recurrent stack alone: embedding + L scans, cost = <h_top, R>, and its gradient."""
+    T, B, C, H, L, cell = s.T, s.B, s.C, s.H, s.L, CELLS[s.cell]
+    G = cell.gates
+    emb = pytensor.shared(s.uniform(C, H, scale=0.1))
+    Wx = [pytensor.shared(s.uniform(H, G * H)) for _ in range(L)]
+    Wh = [pytensor.shared(s.uniform(H, G * H), shape=(H, G * H)) for _ in range(L)]
+    bb = [pytensor.shared(np.zeros(G * H, F32)) for _ in range(L)]
+    xs = pt.tensor("x", dtype="int32", shape=(T, B))
+    ms = pt.tensor("m", dtype=F32, shape=(T, B))
+    h = emb[xs]
+    for i in range(L):
+        xp = project_inputs(h, Wx[i], bb[i])
+        h = run_cell(cell, xp, ms, [pt.zeros((B, H), F32)] * cell.states, Wh[i])[0]
+    rc = (h * s.rng.standard_normal((T, B, H)).astype(F32)).sum()
+    rnn_fwd = pytensor.function([xs, ms], rc, mode=s.mode)
+    rnn_grad = pytensor.function([xs, ms], [rc, *pytensor.grad(rc, [emb, *Wx, *Wh, *bb])],
+                                 mode=s.mode)
+    return [("recurrent stack: forward", lambda: rnn_fwd(s.x, s.mask)),
+            ("recurrent stack: forward + gradient", lambda: rnn_grad(s.x, s.mask))]
+
+
+def graph_summary(eng: LMEngine, x: np.ndarray) -> tuple[str, str]:
+    """The optimized training graph (``pytensor.dprint`` with types) and a line counting its
+    float64 variables and its scans."""
     buf = StringIO()
     pytensor.dprint(eng._function("train", x), file=buf, print_type=True)
     text = buf.getvalue()
@@ -224,14 +231,36 @@ def main() -> None:
     n_f64_arrays = len(re.findall(r"<(?!Scalar)\w+\(float64", text))
     n_f64_0d = len(re.findall(r"<Scalar\(float64|<float64>", text))
     scans = set(re.findall(r"Scan\{(\w+)[^}]*\}(?:\.\d+)? \[id (\w+)\]", text))
-    print(f"training graph: {len(text.splitlines())} lines, {n_f64} float64 mentions "
-          f"({n_f64_arrays} arrays, {n_f64_0d} 0-d), "
-          f"{sum(1 for fn, _ in scans if fn == 'scan_fn')} forward and "
-          f"{sum(1 for fn, _ in scans if fn != 'scan_fn')} backward scans (one of each per layer)")
+    forward = sum(1 for fn, _ in scans if fn == "scan_fn")
+    return text, (f"training graph: {len(text.splitlines())} lines, {n_f64} float64 mentions "
+                  f"({n_f64_arrays} arrays, {n_f64_0d} 0-d), {forward} forward and "
+                  f"{len(scans) - forward} backward scans (one of each per layer)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.mode = backends.prepare(args.mode)  # under JAX: the reduction fix, before compiling
+    s = Shapes(args)
+    eng, rows = engine_rows(s)
+    rows += output_layer_rows(s) + recurrent_rows(s)
+    for _, f in rows:
+        f()  # compile
+    if args.mode == "JAX" and args.cell == "lstm":
+        rows.insert(1, ("the same step written in JAX directly",
+                        native_jax_lstm_step(s.T, s.B, s.C, s.H, s.L, s.rng)))
+    threadpool_limits(limits=args.threads, user_api="blas")
+    print(f"cell {args.cell}, T={s.T} B={s.B} H={s.H} L={s.L} C={s.C}, "
+          f"BLAS threads {args.threads}")
+    for name, f in rows:
+        t = timeit(f)
+        print(f"{name:42s} {t * 1e3:8.2f} ms   {s.T * s.B / t:10,.0f} words/s")
+    text, summary = graph_summary(eng, s.x)
+    print(summary)
     if args.dprint:
         with open(args.dprint, "w") as fh:
             fh.write(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,32 +7,36 @@ For each C the two engines alternate over the same windows (the median of --reps
 passes after one warm-up pass), so a busy machine slows both alike. Prints words/s and the
 speed-up; ``--out`` writes the figures as JSON.
 
-    .venv/bin/python scripts/bench_softmax.py --vocab 10000,50000
+    .venv/bin/python experiments/bench_softmax.py --vocab 10000,50000
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import numpy as np
 
+from rnn_theano import backends
 from rnn_theano.atomic import write_json
 from rnn_theano.tasks.lm_engine import LMEngine
 from rnn_theano.tasks.lm_graph import LMConfig
-from rnn_theano.training import limit_blas_threads
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vocab", default="10000,50000", help="comma-separated vocabulary sizes")
     p.add_argument("--windows", type=int, default=20, help="windows per timed pass")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--blas-threads", type=int, default=1)
+    p.add_argument("--mode", default="NUMBA", choices=("NUMBA", "JAX"),
+                   help="PyTensor backend of both engines")
     p.add_argument("--out", default=None, help="JSON file for the figures")
-    args = p.parse_args()
-    limit_blas_threads(args.blas_threads)
+    args = p.parse_args(argv)
+    backends.limit_blas_threads(args.blas_threads)
+    mode = backends.prepare(args.mode)
     T, B, rows = 20, 20, []
     for C in (int(v) for v in args.vocab.split(",")):
         rng = np.random.default_rng(0)
@@ -43,7 +47,7 @@ def main() -> int:
         for K in (0, round(C ** 0.5)):
             config = LMConfig(cell="lstm", vocab_size=C, embed_dim=200, hidden_dim=200,
                               layers=2, softmax_classes=K)
-            engines[K] = LMEngine(config, learning_rate=1.0, clip_norm=0.25)
+            engines[K] = LMEngine(config, mode=mode, learning_rate=1.0, clip_norm=0.25)
         times: dict[int, list[float]] = {K: [] for K in engines}
         for rep in range(args.reps + 1):
             for K, engine in engines.items():
@@ -63,9 +67,10 @@ def main() -> int:
               f"speed-up {cls / full:.2f}x", flush=True)
     if args.out:
         write_json(args.out, {"model": "LSTM 2x200, batch 20, unroll 20, SGD, float32",
-                              "blas_threads": args.blas_threads, "results": rows})
+                              "mode": mode, "blas_threads": args.blas_threads,
+                              "results": rows})
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Download, into .whl/, the wheels (and copy the PTB training text) that scripts/gpu_check.sh installs on a GPU machine that
-# cannot reach a package index (the device machine of this workplace has Python 3.12, jax with
-# CUDA, torch, numpy, scipy, numba; it lacks PyTensor, its small dependencies, and NLTK).
+# Download into .whl/ the wheels that experiments/gpu_check.sh installs on a GPU machine without
+# a package index, one that has Python 3.12, jax with CUDA, torch, numpy, scipy and numba but
+# lacks PyTensor, its small dependencies and NLTK; copy PTB's training text there too when the
+# data directory ($RNN_THEANO_DATA, else ./data) has it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
@@ -11,8 +12,6 @@ PY=${PY:-.venv/bin/python}
   --platform manylinux2014_x86_64 -d .whl \
   "pytensor==$("$PY" -c 'import pytensor; print(pytensor.__version__)')" \
   etuples logical-unification miniKanren cons nltk
-# The benchmark's corpus (PTB's training text) travels with the wheels when it is here.
-ptb=../shared/data/ptb/ptb.train.txt
-[ -f "$ptb" ] || ptb=data/ptb/ptb.train.txt
+ptb="${RNN_THEANO_DATA:-data}/ptb/ptb.train.txt"
 if [ -f "$ptb" ]; then mkdir -p .whl/data/ptb && cp "$ptb" .whl/data/ptb/; fi
 ls -R .whl

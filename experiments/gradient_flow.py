@@ -46,10 +46,9 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from command_line import ArgumentParser, reports_user_errors
 from rnn_theano import atomic, backends
 from rnn_theano.data.vocab import Vocabulary
-from rnn_theano.errors import UserError
+from rnn_theano.errors import ArgumentParser, UserError, user_errors
 from rnn_theano.nn.cells import CELLS, project_inputs
 from rnn_theano.tasks.lm_graph import LMConfig, init_lm_params
 
@@ -354,8 +353,8 @@ def log_stderr(message: str) -> None:
 # --- the command ----------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(description="Plot ||dL_t/ds_{t-k}|| against k for trained and untrained "
-                     "tanh, ReLU (identity init), GRU and LSTM language models.")
+    parser = ArgumentParser(description="Plot ||dL_t/ds_{t-k}|| against k for trained and "
+                            "untrained tanh, ReLU (identity init), GRU and LSTM language models.")
     add = parser.add_argument
     add("--out", default="docs/gradient_flow.png", metavar="PATH.png",
         help="the figure; the curves go to the same name with .json")
@@ -528,7 +527,7 @@ def subtitle(s: _Setup, curves: Sequence[Curve]) -> str:
             "faint: unclipped. Clipping shifts a curve down, never changes its slope.")
 
 
-@reports_user_errors
+@user_errors
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wall = time.perf_counter()

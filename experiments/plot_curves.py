@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from command_line import ArgumentParser, reports_user_errors
-from rnn_theano.errors import UserError
+from rnn_theano.errors import ArgumentParser, UserError, user_errors
 
 LOG_HINT = "give the JSON written by rnn-theano train --log-json"
 
@@ -37,7 +36,7 @@ def load_run(path: str | Path) -> dict:
 
 
 def setting(run: dict, *names: str) -> Any:
-    """The first of ``names`` in the log's settings, flat or grouped in sections (None if absent)."""
+    """The first of ``names`` in the log's settings, flat or grouped by section; else None."""
     settings = run.get("settings") or {}
     places = [settings, *(v for v in settings.values() if isinstance(v, dict))]
     for name in names:
@@ -96,7 +95,7 @@ def plot_runs(runs: list[tuple[str, dict]], out: str | Path,
     plt.close(fig)
 
 
-@reports_user_errors
+@user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description="Plot per-epoch perplexity from --log-json files, one "
                             "panel per file.")

@@ -1,136 +1,172 @@
 #!/usr/bin/env python3
-"""A PyTorch replica of the engine's Penn Treebank setup, for choosing settings fast on a GPU.
+"""A PyTorch replica of the engine's Penn Treebank setup, for trying settings fast on a GPU.
 
 Same data convention (one ``<eos>`` per line, 20 columns, windows of 20, state carried and
 detached), same initialisation (embedding Uniform(+-0.1), cells PyTorch's default
 Uniform(+-1/sqrt(H)) with one bias per gate, output bias zero, LSTM forget bias 1), the same
 loss (mean cross-entropy per token), global-norm clipping, and the same schedule (lr halved
 after every epoch from --decay-after on). It needs only torch; it prints one JSON line per
-epoch and a RESULT line with the best epoch by validation perplexity.
+epoch and a RESULT line with the best epoch by validation perplexity. Several runs side by
+side on one GPU compare settings (learning rates, sizes) before the engine trains with the
+chosen ones:
 
-The settings of ``make ptb-gru`` and ``make ptb-rnn`` were chosen with it (README, "Penn
-Treebank"); nine runs side by side take about four minutes on one H200:
-
-    python3 scripts/torch_ptb_sweep.py --data ../shared/data/ptb --cell gru --layers 2 \
-        --hidden 200 --lr 5
+    python3 experiments/torch_ptb_sweep.py --data-dir "$RNN_THEANO_DATA" --cell gru \
+        --layers 2 --hidden 200 --lr 5
 """
+
+from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError:  # --help works without torch; running needs it
+    torch = nn = F = None
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument("--data", default="../shared/data/ptb", help="folder with ptb.{train,valid,test}.txt")
-p.add_argument("--name", default="run")
-p.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
-p.add_argument("--layers", type=int, default=2)
-p.add_argument("--hidden", type=int, default=200)
-p.add_argument("--tied", action="store_true")
-p.add_argument("--dropout", type=float, default=0.0)
-p.add_argument("--epochs", type=int, default=13)
-p.add_argument("--decay-after", type=int, default=4)
-p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-p.add_argument("--lr", type=float, default=20.0)
-p.add_argument("--clip", type=float, default=0.25)
-args = p.parse_args()
-torch.manual_seed(0)
-dev = "cuda" if torch.cuda.is_available() else "cpu"
-B, T, H, L = 20, 20, args.hidden, args.layers
+B, T = 20, 20  # columns of the stream, window length
 
 
-def read(split):
-    return (Path(args.data) / f"ptb.{split}.txt").read_text().replace("\n", " <eos> ").split()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=os.environ.get("RNN_THEANO_DATA") or "data",
+                   help="folder holding ptb/ptb.{train,valid,test}.txt "
+                   "(default: $RNN_THEANO_DATA or ./data)")
+    p.add_argument("--name", default="run")
+    p.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=200)
+    p.add_argument("--tied", action="store_true")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--epochs", type=int, default=13)
+    p.add_argument("--decay-after", type=int, default=4)
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    p.add_argument("--lr", type=float, default=20.0)
+    p.add_argument("--clip", type=float, default=0.25)
+    return p.parse_args(argv)
 
 
-vocab = {w: i for i, w in enumerate(sorted(set(read("train"))))}
-C = len(vocab)
+def load_ptb(folder: Path, device: str) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
+    """The training vocabulary and each split as (N, B) word ids, the stream cut into B columns."""
+    words = {split: (folder / f"ptb.{split}.txt").read_text().replace("\n", " <eos> ").split()
+             for split in ("train", "valid", "test")}
+    vocab = {w: i for i, w in enumerate(sorted(set(words["train"])))}
+
+    def columns(split: str) -> torch.Tensor:
+        ids = torch.tensor([vocab[w] for w in words[split]])
+        n = len(ids) // B
+        return ids[:n * B].view(B, n).t().contiguous().to(device)
+
+    return vocab, {split: columns(split) for split in words}
 
 
-def columns(split):
-    ids = torch.tensor([vocab[w] for w in read(split)])
-    n = len(ids) // B
-    return ids[:n * B].view(B, n).t().contiguous().to(dev)  # (N, B)
+def build_model(args: argparse.Namespace, C: int) -> nn.ModuleDict:
+    """Embedding, stack and output layer initialised as the engine initialises them."""
+    H, L = args.hidden, args.layers
+    # Created and initialised in this order, so that a seed gives the same model every time.
+    embed = nn.Embedding(C, H)
+    nn.init.uniform_(embed.weight, -0.1, 0.1)
+    rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[args.cell](H, H, L)
+    model = nn.ModuleDict({"embed": embed, "rnn": rnn, "out": nn.Linear(H, C),
+                           "drop": nn.Dropout(args.dropout)})
+    with torch.no_grad():
+        for i in range(L):
+            getattr(rnn, f"bias_hh_l{i}").zero_().requires_grad_(False)
+            b = getattr(rnn, f"bias_ih_l{i}").zero_()
+            if args.cell == "lstm":
+                b[H:2 * H] = 1.0
+    nn.init.zeros_(model["out"].bias)
+    if args.tied:
+        model["out"].weight = model["embed"].weight
+    return model
 
 
-train, valid, test = columns("train"), columns("valid"), columns("test")
+class Trainer:
+    """One pass over a split: training with SGD (or Adam) and clipping, or scoring."""
 
+    def __init__(self, args: argparse.Namespace, model: nn.ModuleDict, device: str) -> None:
+        self.args, self.model, self.device = args, model, device
+        self.params = [q for q in model.parameters() if q.requires_grad]
+        self.adam = (torch.optim.Adam(self.params, lr=args.lr) if args.optimizer == "adam"
+                     else None)
 
-class LM(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embed = nn.Embedding(C, H)
-        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
-        self.rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[args.cell](H, H, L)
-        with torch.no_grad():
-            for i in range(L):
-                getattr(self.rnn, f"bias_hh_l{i}").zero_().requires_grad_(False)
-                b = getattr(self.rnn, f"bias_ih_l{i}").zero_()
-                if args.cell == "lstm":
-                    b[H:2 * H] = 1.0
-        self.out = nn.Linear(H, C)
-        nn.init.zeros_(self.out.bias)
-        if args.tied:
-            self.out.weight = self.embed.weight
-        self.drop = nn.Dropout(args.dropout)
+    def zero_state(self):
+        z = torch.zeros(self.args.layers, B, self.args.hidden, device=self.device)
+        return (z, z.clone()) if self.args.cell == "lstm" else z
 
     def forward(self, x, h):
-        o, h = self.rnn(self.drop(self.embed(x)), h)
-        return self.out(self.drop(o)), h
+        m = self.model
+        o, h = m["rnn"](m["drop"](m["embed"](x)), h)
+        return m["out"](m["drop"](o)), h
 
+    def update(self, loss, lr: float) -> None:
+        self.model.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.params, self.args.clip)
+        if self.adam:
+            for group in self.adam.param_groups:
+                group["lr"] = lr
+            self.adam.step()
+        else:
+            with torch.no_grad():
+                for q in self.params:
+                    q -= lr * q.grad
 
-model = LM().to(dev)
-params = [q for q in model.parameters() if q.requires_grad]
-adam = torch.optim.Adam(params, lr=args.lr) if args.optimizer == "adam" else None
-
-
-def zero_state():
-    z = torch.zeros(L, B, H, device=dev)
-    return (z, z.clone()) if args.cell == "lstm" else z
+    def perplexity(self, data: torch.Tensor, lr: float | None = None) -> float:
+        """Over ``data``; training as it goes when ``lr`` is given."""
+        self.model.train(lr is not None)
+        h, total, n = self.zero_state(), 0.0, 0
+        with torch.set_grad_enabled(lr is not None):
+            for i in range(0, data.shape[0] - 1, T):
+                x, y = data[i:i + T], data[i + 1:i + 1 + T]
+                logits, h = self.forward(x[:len(y)], detach(h))
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+                if lr is not None:
+                    self.update(loss, lr)
+                total, n = total + loss.item() * y.numel(), n + y.numel()
+        return math.exp(total / n)
 
 
 def detach(h):
     return tuple(s.detach() for s in h) if isinstance(h, tuple) else h.detach()
 
 
-def run(data, lr=None):
-    model.train(lr is not None)
-    h, total, n = zero_state(), 0.0, 0
-    with torch.set_grad_enabled(lr is not None):
-        for i in range(0, data.shape[0] - 1, T):
-            x, y = data[i:i + T], data[i + 1:i + 1 + T]
-            x = x[:len(y)]
-            logits, h = model(x, detach(h))
-            loss = F.cross_entropy(logits.reshape(-1, C), y.reshape(-1))
-            if lr is not None:
-                model.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, args.clip)
-                if adam:
-                    for group in adam.param_groups:
-                        group["lr"] = lr
-                    adam.step()
-                else:
-                    with torch.no_grad():
-                        for q in params:
-                            q -= lr * q.grad
-            total, n = total + loss.item() * y.numel(), n + y.numel()
-    return math.exp(total / n)
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if torch is None:
+        print("error: this script needs torch", file=sys.stderr)
+        return 2
+    folder = Path(args.data_dir) / "ptb"
+    if not (folder / "ptb.train.txt").is_file():
+        print(f"error: no {folder / 'ptb.train.txt'}: give --data-dir (or set RNN_THEANO_DATA) "
+              "to the folder holding ptb/", file=sys.stderr)
+        return 2
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    vocab, splits = load_ptb(folder, device)
+    trainer = Trainer(args, build_model(args, len(vocab)).to(device), device)
+    lr, rows, start = args.lr, [], time.time()
+    for epoch in range(1, args.epochs + 1):
+        row = dict(name=args.name, epoch=epoch, lr=lr,
+                   train=trainer.perplexity(splits["train"], lr),
+                   valid=trainer.perplexity(splits["valid"]),
+                   test=trainer.perplexity(splits["test"]), seconds=round(time.time() - start))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if epoch >= args.decay_after:
+            lr *= 0.5
+    best = min(rows, key=lambda r: r["valid"])
+    print("RESULT", json.dumps(dict(name=args.name, params=sum(q.numel() for q in trainer.params),
+                                    best=best)), flush=True)
+    return 0
 
 
-lr, rows, start = args.lr, [], time.time()
-for epoch in range(1, args.epochs + 1):
-    row = dict(name=args.name, epoch=epoch, lr=lr, train=run(train, lr), valid=run(valid),
-               test=run(test), seconds=round(time.time() - start))
-    rows.append(row)
-    print(json.dumps(row), flush=True)
-    if epoch >= args.decay_after:
-        lr *= 0.5
-best = min(rows, key=lambda r: r["valid"])
-print("RESULT", json.dumps(dict(name=args.name, params=sum(q.numel() for q in params),
-                                best=best)), flush=True)
+if __name__ == "__main__":
+    sys.exit(main())

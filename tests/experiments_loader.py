@@ -2,7 +2,7 @@
 
 They are scripts, not part of the installed package: run as ``python experiments/NAME.py``,
 Python puts their folder on ``sys.path`` and they import each other by file name
-(``from command_line import ...``). ``load`` does the same for a test.
+(``import torch_peer``). ``load`` does the same for a test.
 """
 
 from __future__ import annotations

@@ -1,22 +1,26 @@
-"""The benchmark machinery (scripts/bench.py) on tiny models, without the PyTorch peer."""
+"""The benchmark machinery (experiments/bench.py) on tiny models, without the PyTorch peer;
+and every script of experiments/ starting from its folder."""
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "scripts" / "bench.py"
+from experiments_loader import EXPERIMENTS, load, script
+
+ROOT = EXPERIMENTS.parent
+BENCH = script("bench")
 
 
-def _script_module(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXPERIMENTS.glob("*.py")))
+def test_every_experiment_runs_as_a_script(name, tmp_path):
+    """``python experiments/NAME.py --help`` from any folder: its imports resolve (the package,
+    its neighbours) and its options parse, with torch or without."""
+    proc = subprocess.run([sys.executable, str(script(name)), "--help"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: "), proc.stdout
 
 
 def test_the_hand_written_jax_yardstick_trains():
@@ -24,7 +28,7 @@ def test_the_hand_written_jax_yardstick_trains():
     cross-entropy is about ln C (as the engine's first loss is), every timed call repeats the
     same work, and keeping its updates (gradient, clipping, SGD) lowers the loss."""
     import numpy as np
-    profile = _script_module(ROOT / "scripts" / "bench_profile.py")
+    profile = load("bench_profile")
     shapes = dict(T=5, B=3, C=50, H=8, L=2)
     step = profile.native_jax_lstm_step(**shapes, rng=np.random.default_rng(0))
     first = float(step())
@@ -37,7 +41,7 @@ def test_the_hand_written_jax_yardstick_trains():
 
 
 def test_flops_per_token_formula():
-    bench = _script_module(BENCH)
+    bench = load("bench")
     cfgs = bench.configs(tiny=False)
     # Tutorial: 6 (H^2 + H C) with H = 100, C = 8000.
     assert bench.flops_per_token(cfgs["a"]) == 6 * (100 * 100 + 100 * 8000)
@@ -84,7 +88,7 @@ def test_bench_json_has_the_figures(tiny_results):
 
 
 def test_bench_engine_rows_agree_across_backends(tiny_results):
-    """The path scripts/gpu_check.sh takes on a GPU, here on CPU JAX: the same first loss."""
+    """The path experiments/gpu_check.sh takes on a GPU, here on CPU JAX: the same first loss."""
     numba, jax = tiny_results[0]["configs"]["c"]["results"]
     assert jax["first_loss"] == pytest.approx(numba["first_loss"], rel=1e-5)
 

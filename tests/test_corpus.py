@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rnn_theano import corpus
+from rnn_theano.data import corpus
 from rnn_theano.data.corpus import FORMATS, detect_format, load_sentences
 from rnn_theano.errors import UserError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rnn_theano import datasets
+from rnn_theano.data import datasets
 from rnn_theano.data.datasets import CORPORA, corpus_files, corpus_format, default_data_dir
 from rnn_theano.errors import UserError
 

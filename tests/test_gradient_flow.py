@@ -6,6 +6,9 @@ Numba's compile time to pay off).
 """
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +168,32 @@ def test_bad_input_is_one_line_and_status_2(small_text, capsys, flags, message):
     assert gradient_flow.main(["--data", str(small_text), *flags]) == 2
     last = capsys.readouterr().err.splitlines()[-1]  # after any progress lines
     assert last.startswith("error: ") and message in last
+
+
+def train_checkpoint(small_text: Path, out: Path, *flags: str) -> Path:
+    """A tiny model trained one epoch by the project's own command."""
+    train = Path(__file__).resolve().parents[1] / "scripts" / "train_lm.py"
+    subprocess.run([sys.executable, str(train), "--data", str(small_text), "--hidden-dim", "4",
+                    "--vocab-size", "30", "--epochs", "1", "--mode", "FAST_COMPILE",
+                    "--model-out", str(out), *flags], check=True, capture_output=True)
+    return out
+
+
+def test_a_trained_checkpoint_is_measured_as_it_is(small_text, tmp_path, capsys):
+    gru = train_checkpoint(small_text, tmp_path / "gru.npz", "--arch", "gru",
+                           "--batch-size", "16")
+    tutorial = train_checkpoint(small_text, tmp_path / "tutorial.npz")
+    out = tmp_path / "flow.png"
+    common = ["--data", str(small_text), "--mode", "FAST_COMPILE", "--max-k", "3",
+              "--sentences", "4", "--train-steps", "0", "--out", str(out)]
+    assert gradient_flow.main([*common, "--cells", "gru", "--model", f"gru={gru}"]) == 0
+    untrained, trained = json.loads(out.with_suffix(".json").read_text())["curves"]
+    assert trained["trained"] and trained["info"]["checkpoint"] == str(gru)
+    assert trained["info"]["hidden_dim"] == 4  # the checkpoint's size, not --hidden-dim's 64
+    assert untrained["info"]["hidden_dim"] == 4 and not untrained["trained"]
+    capsys.readouterr()
+    for model, message in ((f"lstm={gru}", "holds a gru model, not lstm"),
+                           (f"rnn={tutorial}", "is a tutorial-model checkpoint")):
+        assert gradient_flow.main([*common, "--model", model]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err

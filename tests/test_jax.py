@@ -2,7 +2,8 @@
 
 JAX needs static shapes: the engine compiles one function per batch shape. These tests check
 that the JAX functions compute what the Numba ones do, that parameters stay float32 through
-JAX updates, and that training from the command line works with ``--mode JAX``.
+JAX updates, and that training from the command line works with ``--mode JAX``. The engine
+expects ``backends.prepare("JAX")`` before it compiles, as ``tasks.lm`` does.
 """
 
 import os
@@ -12,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from rnn_theano import backends
 from rnn_theano.checkpoint import load_checkpoint
 from rnn_theano.cli import train_main
 from rnn_theano.tasks.lm_engine import LMEngine
@@ -19,6 +21,11 @@ from rnn_theano.tasks.lm_graph import LMConfig, init_lm_params
 from rnn_theano.tasks.lm import next_word_probs
 
 import jax  # noqa: F401  (a test dependency: missing jax is a failure, not a skip)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jax_prepared() -> None:
+    assert backends.prepare("JAX") == "JAX"
 
 
 def batches(rng: np.random.Generator, C: int) -> list[tuple[np.ndarray, ...]]:
@@ -73,7 +80,7 @@ def test_jax_trains_from_the_command_line_with_dropout(shared_data, tmp_path):
     ptb = shared_data / "ptb"
     out = tmp_path / "jax.npz"
     assert train_main(["--data", str(ptb / "ptb.valid.txt"), "--valid", str(ptb / "ptb.test.txt"),
-                       "--max-sentences", "300", "--stream", "--mode", "JAX", "--cell", "lstm",
+                       "--max-sentences", "300", "--stream", "--mode", "JAX", "--arch", "lstm",
                        "--hidden-dim", "16", "--batch-size", "8", "--bptt-len", "10",
                        "--vocab-size", "500", "--dropout", "0.2", "--clip-norm", "0.25",
                        "--learning-rate", "5", "--epochs", "2", "--model-out", str(out)]) == 0
@@ -84,14 +91,15 @@ def test_jax_trains_from_the_command_line_with_dropout(shared_data, tmp_path):
 def test_xla_executables_are_cached_in_the_pytensor_compile_directory(tmp_path):
     """A second process finds the first one's XLA executables under base_compiledir."""
     code = ("import numpy as np\n"
-            "from rnn_theano import jax_backend\n"
+            "from rnn_theano import backends\n"
             "from rnn_theano.tasks.lm_engine import LMEngine\n"
             "from rnn_theano.tasks.lm_graph import LMConfig\n"
+            "backends.prepare('JAX')\n"
             "e = LMEngine(LMConfig(cell='gru', vocab_size=30, embed_dim=4, hidden_dim=4), "
             "mode='JAX')\n"
             "x = np.ones((3, 2), np.int32)\n"
             "e.train_step(x, x, np.ones((3, 2), np.float32), e.initial_state(2))\n"
-            "print(jax_backend.cache_dir())\n")
+            "print(backends.jax_cache_dir())\n")
     env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={tmp_path}"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=300)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from rnn_theano import pydocs
+from rnn_theano.data import pydocs
 from rnn_theano.data.pydocs import builtin_sentences, prose_paragraphs
 
 

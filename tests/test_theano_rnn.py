@@ -50,6 +50,18 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
+def test_tutorial_truncation_zero_still_learns_w(sentence):
+    """k = 0: each output's error reaches only its own step, where dW gets
+    outer(delta_t, s_{t-1}); the graph agrees with the numpy twin and dW is not zero."""
+    params, x, y = sentence
+    model = RNNTheano(C, H, 0, truncation="tutorial", mode="FAST_COMPILE", params=params)
+    reference = RNNNumpy(C, H, 0, truncation="tutorial", params=params).bptt(x, y)
+    got = model.bptt(x, y)
+    for name, g, want in zip("UVW", got, reference):
+        assert relative_error(g, want) < 1e-6, name
+    assert np.abs(got[2]).max() > 1e-3
+
+
 @pytest.mark.parametrize("truncation", ["tutorial", "scan"])
 @pytest.mark.parametrize("bptt_truncate", [1, 4, -1])
 def test_pytensor_gradients_equal_numpy_bptt(sentence, truncation, bptt_truncate):

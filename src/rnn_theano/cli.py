@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import math
 import sys
 import tomllib
@@ -32,7 +31,7 @@ from .config import (BLANK, SECTIONS, EvaluateConfig, FillBlankConfig, GenerateC
 from .data import corpus
 from .data.splits import Splits, load_splits
 from .data.tokenize import tokenize_words
-from .errors import SettingError, UserError
+from .errors import ArgumentParser, UserError, user_errors
 from .interrupt import StopFlag
 from .sampling import detokenize, generate_sentence, sentence_markers
 from .tasks import lm
@@ -43,27 +42,6 @@ COMMANDS = {"train": "train a language model (the tutorial's RNN, or the engine:
             "generate": "sample sentences from a trained model",
             "evaluate": "score a trained model on a text: perplexity",
             "fill-blank": "predict the missing word of a sentence"}
-
-
-def user_errors(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
-    """Turn a ``UserError`` into ``error: ...`` on stderr and exit status 2."""
-    @functools.wraps(main)
-    def wrapper(argv: list[str] | None = None) -> int:
-        try:
-            return main(argv)
-        except SettingError as e:
-            print(f"error: {e.as_flag()}", file=sys.stderr)
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-        return 2
-    return wrapper
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is a one-line ``UserError`` instead of usage text and exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see --help)")
 
 
 def _add_flags(parser: argparse.ArgumentParser, kind: type, given_only: bool) -> None:
@@ -85,15 +63,15 @@ def _add_flags(parser: argparse.ArgumentParser, kind: type, given_only: bool) ->
 
 def _parse(cls: type, argv: list[str] | None, prog: str) -> Any:
     """Generate, evaluate and fill-blank: flags straight into ``cls``."""
-    parser = _Parser(prog=f"rnn-theano {prog}", description=COMMANDS[prog])
+    parser = ArgumentParser(prog=f"rnn-theano {prog}", description=COMMANDS[prog])
     _add_flags(parser, cls, given_only=False)
     return cls(**vars(parser.parse_args(argv)))
 
 
 # --- train ----------------------------------------------------------------------------------
 
-def _train_parser() -> _Parser:
-    parser = _Parser(prog="rnn-theano train", description=COMMANDS["train"] + ". Settings: "
+def _train_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="rnn-theano train", description=COMMANDS["train"] + ". Settings: "
                      "the defaults shown, then --config, then --resume's checkpoint, then flags.")
     parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="a recipe: a TOML file of settings keyed by flag name "
@@ -244,7 +222,8 @@ def _trained(path: str) -> tuple[Checkpoint, lm.Model]:
     """A checkpoint and its model, the tutorial's as the numpy twin: generating and scoring
     need only forward passes, which numpy runs with no compilation at all."""
     ckpt = load_checkpoint(path)
-    return ckpt, lm.model_from_checkpoint(ckpt, impl="numpy")
+    numpy = {"impl": "numpy"} if ckpt.settings.model.is_tutorial else {}
+    return ckpt, lm.model_from_checkpoint(ckpt, **numpy)
 
 
 @user_errors

@@ -45,6 +45,17 @@ def flag(default: Any, help: str, choices: tuple | None = None, metavar: str | N
                                             "type": type, "only": only})
 
 
+def refuse_foreign(settings: Any, arch: str, family: str) -> None:
+    """Refuse settings that only the other family of models reads, set to a non-default."""
+    foreign = [f.name for f in dataclasses.fields(settings)
+               if f.metadata["only"] not in (None, family)
+               and getattr(settings, f.name) != f.default]
+    if foreign:
+        raise SettingError("arch", f"{arch} does not read {{others}}: drop "
+                           f"{'them' if len(foreign) > 1 else 'it'}, or choose another arch",
+                           tuple(foreign))
+
+
 def _positive(settings: Any, *names: str) -> None:
     for name in names:
         if not getattr(settings, name) > 0:
@@ -141,11 +152,7 @@ class ModelSettings:
                                f"start, sentence end), got {self.vocab_size}")
         if self.arch not in ARCHS:
             raise SettingError("arch", f"{self.arch!r} is unknown: use one of {', '.join(ARCHS)}")
-        foreign = self.changed("engine" if self.is_tutorial else "tutorial")
-        if foreign:
-            raise SettingError("arch", f"{self.arch} does not read {', '.join(foreign)}: "
-                               f"drop {'them' if len(foreign) > 1 else 'it'}, or choose "
-                               "another --arch")
+        refuse_foreign(self, self.arch, self.family)
         if self.bptt_truncate == 0 and self.truncation == "scan":
             raise SettingError("bptt_truncate", "0 with the scan truncation keeps no step of "
                                "the backward pass: use K >= 1, or -1 for full BPTT")
@@ -175,10 +182,6 @@ class ModelSettings:
         """Whether words are lowercased: the stream convention takes the text as it is."""
         return not (self.keep_case or self.stream)
 
-    def changed(self, family: str) -> list[str]:
-        """The settings only ``family`` reads that differ from their defaults."""
-        return [f.name for f in dataclasses.fields(self)
-                if f.metadata["only"] == family and getattr(self, f.name) != f.default]
 
 
 @dataclass(frozen=True)
@@ -240,12 +243,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for section in (self.data, self.train):
-            foreign = [f.name for f in dataclasses.fields(section)
-                       if f.metadata["only"] not in (None, self.model.family)
-                       and getattr(section, f.name) != f.default]
-            if foreign:
-                raise SettingError("arch", f"{self.model.arch} does not read "
-                                   f"{', '.join(foreign)}: drop it, or choose another --arch")
+            refuse_foreign(section, self.model.arch, self.model.family)
 
     @property
     def lr(self) -> float:
