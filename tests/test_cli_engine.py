@@ -16,6 +16,7 @@ import pytest
 from rnn_theano import backends
 from rnn_theano.atomic import write_json
 from rnn_theano.checkpoint import load_checkpoint, save_checkpoint
+from rnn_theano.data.corpus import load_sentences
 from rnn_theano.cli import evaluate_main, fill_blank_main, generate_main, train_main
 from rnn_theano.tasks.lm import model_from_checkpoint
 from rnn_theano.tasks.lm_graph import LMConfig, init_lm_params
@@ -32,11 +33,27 @@ def reddit(shared_data) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sentence_model(reddit, tmp_path_factory):
-    out = tmp_path_factory.mktemp("engine") / "lstm.npz"
+def short_reddit(reddit, tmp_path_factory) -> tuple[Path, Path]:
+    """The Reddit sample's sentences of up to 14 words, one per line: training and test text.
+
+    Under JAX the engine compiles one function per batch shape; short sentences pad to two
+    lengths (8 and 16), so the module compiles a few functions instead of dozens.
+    """
     with pytest.warns(UserWarning, match="cut off"):
-        assert train_main(["--data", str(reddit), *SMALL_LSTM, "--epochs", "2",
-                           "--test", str(reddit), "--model-out", str(out)]) == 0
+        sentences = [s for s in load_sentences(reddit) if len(s) <= 14]
+    folder = tmp_path_factory.mktemp("reddit")
+    train, test = folder / "train.txt", folder / "test.txt"
+    train.write_text("".join(" ".join(s) + "\n" for s in sentences[:-150]))
+    test.write_text("".join(" ".join(s) + "\n" for s in sentences[-150:]))
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def sentence_model(short_reddit, tmp_path_factory):
+    train, test = short_reddit
+    out = tmp_path_factory.mktemp("engine") / "lstm.npz"
+    assert train_main(["--data", str(train), *SMALL_LSTM, "--epochs", "2",
+                       "--test", str(test), "--model-out", str(out)]) == 0
     return out
 
 
@@ -56,11 +73,10 @@ def test_sentence_mode_checkpoint_records_the_architecture(sentence_model):
     assert ckpt.optimizer["adam_steps"] > 0
 
 
-def test_evaluate_agrees_with_the_test_score_of_training(sentence_model, reddit, capsys):
+def test_evaluate_agrees_with_the_test_score_of_training(sentence_model, short_reddit, capsys):
     """evaluate on the --test file gives the perplexity training reported for it."""
-    with pytest.warns(UserWarning):
-        assert evaluate_main(["--model", str(sentence_model), "--data", str(reddit),
-                              "--batch-size", "8"]) == 0
+    assert evaluate_main(["--model", str(sentence_model), "--data", str(short_reddit[1]),
+                          "--batch-size", "8"]) == 0
     reported = float(re.search(r"perplexity ([\d.]+)", capsys.readouterr().out).group(1))
     assert reported == pytest.approx(load_checkpoint(sentence_model).state["test_ppl"], rel=1e-3)
 
@@ -202,15 +218,17 @@ def test_bad_evaluate_and_fill_blank_input(sentence_model, capsys):
                      capsys, "nope.txt")
 
 
-def test_resume_keeps_the_engine_and_its_settings(sentence_model, reddit, tmp_path, capsys):
+def test_resume_keeps_the_engine_and_its_settings(sentence_model, short_reddit, tmp_path,
+                                                  capsys):
     out = tmp_path / "more.npz"
-    with pytest.warns(UserWarning):
-        assert train_main(["--data", str(reddit), "--resume", str(sentence_model),
-                           "--hidden-dim", "32", "--model-out", str(out)]) == 0
+    assert train_main(["--resume", str(sentence_model), "--hidden-dim", "32",
+                       "--model-out", str(out)]) == 0
     assert "ignored: --hidden-dim" in capsys.readouterr().err  # the model is the checkpoint's
     ckpt = load_checkpoint(out)
     assert ckpt.settings.model == load_checkpoint(sentence_model).settings.model
-    assert ckpt.settings.data.batch_size == 8 and ckpt.settings.data.test == str(reddit)
+    # the data too, unless given: the same files, the same batches
+    assert ckpt.settings.data.data == str(short_reddit[0])
+    assert ckpt.settings.data.batch_size == 8 and ckpt.settings.data.test == str(short_reddit[1])
     assert ckpt.settings.train.optimizer == "adam" and ckpt.state["epoch"] == 3
     assert len(ckpt.state["history"]) == 3
 

@@ -76,6 +76,22 @@ def test_generating_compiles_one_shape():
     assert list(engine._functions) == [("log_probs", (1, 1))]
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "PyTensor's JAXLinker.fgraph_convert swaps each RandomType shared variable for a private "
+    "copy inside the compiled function, so the engine's _dropout_rng never moves: "
+    "get_rng_state() keeps returning the seed's state (a checkpoint saves that, and a resumed "
+    "run draws the first epoch's masks again), and set_rng_state() after compiling does not "
+    "reach the function"))
+def test_the_saved_dropout_generator_follows_training_under_jax():
+    config = LMConfig(cell="gru", vocab_size=30, embed_dim=8, hidden_dim=8, dropout=0.5)
+    engine = LMEngine(config, mode="JAX")
+    x = np.arange(8, dtype=np.int32).reshape(4, 2)
+    mask = np.ones((4, 2), np.float32)
+    before = engine.get_rng_state()
+    engine.train_step(x, x, mask, engine.initial_state(2))
+    assert engine.get_rng_state() != before
+
+
 def test_jax_trains_from_the_command_line_with_dropout(shared_data, tmp_path):
     ptb = shared_data / "ptb"
     out = tmp_path / "jax.npz"

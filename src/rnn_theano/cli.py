@@ -116,6 +116,7 @@ def train_config(argv: list[str] | None) -> tuple[TrainConfig, Checkpoint | None
         if resumed:
             values = _resumed_values(name, getattr(resumed.settings, name), values)
         sections[name] = kind(**values)
+    sections["model"].check_backend()
     return TrainConfig(**sections), resumed
 
 

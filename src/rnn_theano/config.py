@@ -165,6 +165,10 @@ class ModelSettings:
         if self.mode == "JAX" and self.is_tutorial:
             raise SettingError("mode", "JAX needs fixed shapes, but the tutorial model runs one "
                                "sentence of any length per step: use NUMBA, CVM or FAST_COMPILE")
+
+    def check_backend(self) -> None:
+        """Refuse ``--mode JAX`` where jax is not installed: checked before training, never
+        when a checkpoint is loaded (one trained under JAX runs under Numba without jax)."""
         if self.mode == "JAX" and not has_jax():
             raise SettingError("mode", "JAX needs the jax package: pip install -e '.[jax]'")
 
