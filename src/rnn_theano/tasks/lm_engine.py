@@ -23,7 +23,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytensor
@@ -72,6 +72,7 @@ class LMEngine:
         # (bucketed batches keep the shapes few). The other backends take any shape.
         self.static_shapes = (mode if isinstance(mode, str) else "") == "JAX"
         self._functions: dict[tuple, Callable] = {}
+        self._jax_rng = None  # the dropout stream's state as JAX functions carry it
         self.optimizer_slots: dict = {}  # one optimizer state for every compiled shape
         self._saved_slots: dict[str, np.ndarray] = {}  # from a checkpoint, set once compiled
 
@@ -131,7 +132,13 @@ class LMEngine:
     def train_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
                    state: np.ndarray) -> StepResult:
         """One update of the parameters on batch (x, y, mask), from ``state``."""
-        cost, n, final, norm = self._function("train", x)(x, y, mask, state)
+        function = self._function("train", x)
+        cell = _rng_copy(function) if self.static_shapes else None
+        if cell is not None and self._jax_rng is not None:
+            cell.storage[0] = self._jax_rng  # one stream of masks across all batch shapes
+        cost, n, final, norm = function(x, y, mask, state)
+        if cell is not None:
+            self._jax_rng = cell.storage[0]
         return StepResult(float(cost), float(n), np.asarray(final), float(norm))
 
     def eval_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
@@ -187,19 +194,59 @@ class LMEngine:
         self._saved_slots = {}
 
     def get_rng_state(self) -> dict | None:
-        """The dropout generator's state (JSON-able), so a resumed run draws the same masks."""
+        """The dropout generator's state (JSON-able), so a resumed run draws the same masks.
+
+        ``{"numpy": ...}`` is a numpy bit generator's state; ``{"jax": ...}`` the key a JAX
+        function carries (see ``_rng_copy``), each array as its dtype and values.
+        """
         if self.config.dropout == 0.0:
             return None
-        return self._dropout_rng.get_value(borrow=True).bit_generator.state
+        value = self._jax_rng or self._dropout_rng.get_value(borrow=True)
+        if isinstance(value, np.random.Generator):
+            return {"numpy": value.bit_generator.state}
+        return {"jax": _to_json(value)}
 
     def set_rng_state(self, state: dict | None) -> None:
-        if state is not None and self.config.dropout > 0.0:
-            rng = np.random.default_rng()
-            rng.bit_generator.state = state
-            self._dropout_rng.set_value(rng, borrow=True)
+        """Continue the stream ``get_rng_state`` saved (before or after compiling)."""
+        if state is None or self.config.dropout == 0.0:
+            return
+        if "jax" in state:
+            self._jax_rng = _from_json(state["jax"])
+            return
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["numpy"]
+        self._dropout_rng.set_value(rng, borrow=True)
+        self._jax_rng = rng if self._jax_rng is not None else None
 
     def n_params(self) -> int:
         return sum(p.get_value().size for p in self.params.values())
+
+
+def _rng_copy(function: Callable):
+    """The storage cell of the dropout generator inside a JAX-compiled function, or None.
+
+    PyTensor's JAX backend cannot update a shared generator in place: it compiles a private
+    copy and updates that, leaving the shared variable as it was. ``train_step`` reads the
+    copy after each step and hands it to the next function, whatever its batch shape.
+    """
+    from pytensor.tensor.random.type import RandomType
+    for variable, cell in zip(function.maker.fgraph.inputs, function.input_storage):
+        if isinstance(variable.type, RandomType):
+            return cell
+    return None
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    array = np.asarray(value)
+    return {"dtype": str(array.dtype), "value": array.tolist()}
+
+
+def _from_json(value: dict) -> Any:
+    if set(value) == {"dtype", "value"}:
+        return np.asarray(value["value"], dtype=value["dtype"])
+    return {k: _from_json(v) for k, v in value.items()}
 
 
 def batch_steps(step: Callable[..., StepResult], batches: Iterable[Batch], *,
