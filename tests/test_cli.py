@@ -24,8 +24,11 @@ from rnn_theano.tasks import lm
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small but real: the Reddit sample, a tiny network, two epochs. The graph is the tutorial's
-# default (truncate 4), shared with the other tests through the compile cache.
-SMALL = ["--vocab-size", "300", "--hidden-dim", "16", "--epochs", "2", "--learning-rate", "0.05"]
+# default (truncate 4), shared with the other tests through the compile cache. At a rate of
+# 0.05 SGD on this data is erratic: rounding differences (another BLAS, another compile)
+# decide whether the second epoch's loss falls or rises; at 0.02 it falls, seed after seed.
+LR = 0.02
+SMALL = ["--vocab-size", "300", "--hidden-dim", "16", "--epochs", "2", "--learning-rate", str(LR)]
 # The time a row took differs between two runs of the same training; everything else must not.
 TIME_FIELDS = ("tokens_per_second", "seconds")
 ROW_FIELDS = {"epoch", "learning_rate", "train_loss", "train_ppl", "valid_loss", "valid_ppl",
@@ -50,12 +53,16 @@ def reddit(shared_data) -> Path:
 def trained(reddit, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "model.npz"
     with pytest.warns(UserWarning, match="cut off"):
-        assert train_main(["--data", str(reddit), *SMALL, "--model-out", str(out)]) == 0
+        assert train_main(["--data", str(reddit), *SMALL, "--model-out", str(out),
+                           "--log-json", str(out.with_suffix(".json"))]) == 0
     return out
 
 
 def test_train_writes_a_checkpoint_that_beats_the_unigram_model(trained):
     ckpt = load_checkpoint(trained)
+    run = json.loads(trained.with_suffix(".json").read_text())
+    assert run["history"] == ckpt.state["history"]
+    assert ckpt.state["history"][-1]["valid_ppl"] < run["unigram_valid_ppl"]
     assert len(ckpt.vocab) == 300
     assert ckpt.params["U"].shape == (16, 300)
     history = ckpt.state["history"]
@@ -66,7 +73,7 @@ def test_train_writes_a_checkpoint_that_beats_the_unigram_model(trained):
     assert history[-1]["train_loss"] < history[0]["train_loss"] - 1.0
     model = ckpt.settings.model
     assert model.arch == "tutorial" and model.hidden_dim == 16 and model.bptt_truncate == 4
-    assert ckpt.settings.train.epochs == 2 and ckpt.settings.train.learning_rate == 0.05
+    assert ckpt.settings.train.epochs == 2 and ckpt.settings.train.learning_rate == LR
     assert ckpt.state["epoch"] == 2 and "dropout_rng" not in ckpt.state
     assert not ckpt.optimizer  # the tutorial's SGD has no state
 
@@ -101,7 +108,7 @@ def test_resume_continues_the_epoch_count(trained, reddit, tmp_path):
     assert after.vocab == before.vocab
     assert after.state["history"][:3] == before.state["history"]
     assert [row["epoch"] for row in after.state["history"]] == [0, 1, 2, 3]
-    assert after.settings.train.learning_rate == 0.05  # carried over, not given again
+    assert after.settings.train.learning_rate == LR  # carried over, not given again
     assert not np.array_equal(after.params["W"], before.params["W"])
 
 

@@ -6,6 +6,7 @@ JAX updates, and that training from the command line works with ``--mode JAX``. 
 expects ``backends.prepare("JAX")`` before it compiles, as ``tasks.lm`` does.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -76,20 +77,33 @@ def test_generating_compiles_one_shape():
     assert list(engine._functions) == [("log_probs", (1, 1))]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PyTensor's JAXLinker.fgraph_convert swaps each RandomType shared variable for a private "
-    "copy inside the compiled function, so the engine's _dropout_rng never moves: "
-    "get_rng_state() keeps returning the seed's state (a checkpoint saves that, and a resumed "
-    "run draws the first epoch's masks again), and set_rng_state() after compiling does not "
-    "reach the function"))
-def test_the_saved_dropout_generator_follows_training_under_jax():
+def test_the_dropout_stream_is_one_and_is_saved_under_jax():
+    """PyTensor's JAX backend updates a private copy of a shared generator inside each compiled
+    function; the engine carries that copy from step to step, whatever the batch shape, and
+    its state is what ``get_rng_state`` saves and ``set_rng_state`` continues."""
     config = LMConfig(cell="gru", vocab_size=30, embed_dim=8, hidden_dim=8, dropout=0.5)
-    engine = LMEngine(config, mode="JAX")
-    x = np.arange(8, dtype=np.int32).reshape(4, 2)
-    mask = np.ones((4, 2), np.float32)
-    before = engine.get_rng_state()
-    engine.train_step(x, x, mask, engine.initial_state(2))
-    assert engine.get_rng_state() != before
+    params = init_lm_params(config)
+
+    def engine(rng_state=None) -> LMEngine:  # learning rate 0: only the masks change a cost
+        e = LMEngine(config, params, mode="JAX", learning_rate=0.0)
+        e.set_rng_state(json.loads(json.dumps(rng_state)))  # as a checkpoint stores it
+        return e
+
+    def step(e: LMEngine, T: int) -> float:
+        x = (np.arange(2 * T, dtype=np.int32) % config.vocab_size).reshape(T, 2)
+        return e.train_step(x, x, np.ones((T, 2), np.float32), e.initial_state(2)).cost
+
+    a = engine()
+    states, costs = [a.get_rng_state()], []
+    for T in (4, 4, 3):  # two steps of one shape, then another shape
+        costs.append(step(a, T))
+        states.append(a.get_rng_state())
+    assert len({json.dumps(s, sort_keys=True) for s in states}) == 4  # it moves at every step
+    assert costs[0] != costs[1]  # new masks, same parameters
+    assert step(engine(states[1]), 4) == costs[1]  # continued from a saved state
+    assert step(engine(states[2]), 3) == costs[2]  # the other shape continues the same stream
+    a.set_rng_state(states[1])  # after compiling, too
+    assert step(a, 4) == costs[1]
 
 
 def test_jax_trains_from_the_command_line_with_dropout(shared_data, tmp_path):

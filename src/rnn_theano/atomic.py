@@ -13,12 +13,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import UserError
+
 
 def atomic_write(path: str | Path, write: Callable[[IO], None], *, text: bool = False) -> None:
-    """Create or replace ``path`` with what ``write(file)`` writes, atomically."""
+    """Create or replace ``path`` with what ``write(file)`` writes, atomically.
+
+    A path that cannot be written is a ``UserError``; the previous file is then untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"cannot write {path} ({e.strerror}): choose another path") from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a new file normally gets this
         with (os.fdopen(fd, "w", encoding="utf-8", newline="\n") if text
@@ -27,6 +35,8 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], *, text: bool = 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except IsADirectoryError:
+        raise UserError(f"cannot write {path}: it is a folder; choose another path") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 

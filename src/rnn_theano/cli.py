@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import tomllib
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from .config import (BLANK, SECTIONS, EvaluateConfig, FillBlankConfig, GenerateC
 from .data import corpus
 from .data.splits import Splits, load_splits
 from .data.tokenize import tokenize_words
-from .errors import ArgumentParser, UserError, user_errors
+from .errors import ArgumentParser, SettingError, UserError, user_errors
 from .interrupt import StopFlag
 from .sampling import detokenize, generate_sentence, sentence_markers
 from .tasks import lm
@@ -53,7 +55,9 @@ def _add_flags(parser: argparse.ArgumentParser, kind: type, given_only: bool) ->
             continue
         default = argparse.SUPPRESS if given_only else f.default
         if f.type in (bool, "bool"):
-            parser.add_argument(name, action="store_true", default=default, help=meta["help"])
+            # --no-NAME as well, to turn off what a recipe turned on
+            action = argparse.BooleanOptionalAction if given_only else "store_true"
+            parser.add_argument(name, action=action, default=default, help=meta["help"])
             continue
         kind_ = type(f.default) if f.default is not None else meta["type"]
         shown = "" if f.default is None else f" (default: {f.default})"
@@ -103,34 +107,47 @@ def read_recipe(path: str) -> dict[str, Any]:
 def train_config(argv: list[str] | None) -> tuple[TrainConfig, Checkpoint | None]:
     """The run's settings, layered as the module docstring says, and the resumed checkpoint."""
     given = vars(_train_parser().parse_args(argv))
-    layers = [read_recipe(given.pop("config"))] if "config" in given else []
-    layers.append(given)
-    resume = next((layer["resume"] for layer in reversed(layers) if "resume" in layer), None)
+    recipe = read_recipe(given.pop("config")) if "config" in given else {}
+    resume = given.get("resume", recipe.get("resume"))
     resumed = load_checkpoint(resume) if resume else None
     sections = {}
     for name, kind in SECTIONS.items():
-        values = {}
-        for f in dataclasses.fields(kind):
-            for layer in layers:
-                values.update({f.name: layer[f.name]} if f.name in layer else {})
+        names = {f.name for f in dataclasses.fields(kind)}
+        values = {k: v for k, v in recipe.items() if k in names}
+        flags = {k: v for k, v in given.items() if k in names}
         if resumed:
-            values = _resumed_values(name, getattr(resumed.settings, name), values)
-        sections[name] = kind(**values)
-    sections["model"].check_backend()
-    return TrainConfig(**sections), resumed
+            values |= _resumed_values(name, getattr(resumed.settings, name), flags, resume)
+            flags = {} if name == "model" else flags  # merged above: the network is kept
+        sections[name] = kind(**values | flags)
+    config = TrainConfig(**sections)
+    config.model.check_backend()
+    if resumed and {"learning_rate", "optimizer"} & set(given):
+        resumed.state["learning_rate"] = config.lr  # a new rate (or rule) starts now
+    return config, resumed
 
 
-def _resumed_values(section: str, saved: Any, values: dict[str, Any]) -> dict[str, Any]:
-    """A resumed run: the checkpoint's model settings, its other settings unless given."""
-    saved_values = dataclasses.asdict(saved)
+# On resume, these model settings may change: they choose how the same network is computed.
+RUNTIME_MODEL_SETTINGS = {"mode", "impl", "float32"}
+
+
+def _resumed_values(section: str, saved: Any, given: dict[str, Any],
+                    resume: str) -> dict[str, Any]:
+    """What a resumed run takes from its checkpoint: the model settings always (but how they
+    are computed), the others unless given; it goes on writing to the file it resumes."""
+    values = dataclasses.asdict(saved)
+    if section == "train":
+        values.update(model_out=resume, log_json=None)  # never someone else's files
+        return {k: v for k, v in values.items() if k not in ("epochs", "resume")}
     if section != "model":
-        fresh = {"epochs", "resume"}  # how much more to train, and from where
-        return {k: v for k, v in saved_values.items() if k not in fresh} | values
-    ignored = sorted(k for k, v in values.items() if saved_values[k] != v)
+        return values
+    if values["mode"] == "JAX" and not backends.has_jax():
+        values["mode"] = "AUTO"  # trained under XLA; the same graph runs under Numba
+    ignored = sorted(k for k in given.keys() & values.keys() - RUNTIME_MODEL_SETTINGS
+                     if given[k] != values[k])
     if ignored:
         print(f"note: resuming keeps the checkpoint's model settings; ignored: "
               f"{', '.join('--' + k.replace('_', '-') for k in ignored)}", file=sys.stderr)
-    return saved_values
+    return values | {k: given[k] for k in given.keys() & RUNTIME_MODEL_SETTINGS}
 
 
 def _splits(config: TrainConfig) -> Splits:
@@ -144,6 +161,8 @@ def _splits(config: TrainConfig) -> Splits:
 @user_errors
 def train_main(argv: list[str] | None = None) -> int:
     config, resumed = train_config(argv)
+    _check_outputs(config)
+    lm.check_model(config)
     splits = _splits(config)
     backends.limit_blas_threads(config.train.blas_threads)
     vocab = resumed.vocab if resumed else lm.build_vocabulary(config.model, splits.train)
@@ -169,8 +188,25 @@ def train_main(argv: list[str] | None = None) -> int:
     with StopFlag() as stop:
         state = train(task, lm.trainer_options(config), state=resumed.state if resumed else None,
                       save=save, stop=stop, on_epoch=write_log)
-    _final_scores(task, state, unigram, out, save, write_log)
+        _final_scores(task, state, unigram, out, save, write_log)
     return 130 if state.get("interrupted") else 0
+
+
+def _check_outputs(config: TrainConfig) -> None:
+    """Refuse, before any work, outputs that cannot be written or would destroy a file."""
+    for name, path in (("model_out", config.train.model_out), ("log_json", config.train.log_json)):
+        if path is None:
+            continue
+        target = Path(path)
+        parent = next((p for p in target.absolute().parents if p.exists()), None)
+        if target.is_dir() or (parent is not None and not parent.is_dir()):
+            raise SettingError(name, f"{path} cannot be written: a folder is in the way")
+        if parent is not None and not os.access(parent, os.W_OK):
+            raise SettingError(name, f"{path} cannot be written: {parent} is not writable")
+    out = Path(config.train.model_out)
+    if out.is_file() and not zipfile.is_zipfile(out):
+        raise SettingError("model_out", f"{out} exists and is not an rnn-theano checkpoint: "
+                           "choose another path, or remove the file")
 
 
 def _continue_from(resumed: Checkpoint, config: TrainConfig, model: lm.Model) -> None:

@@ -16,21 +16,22 @@ text and choices, so the parser (``cli.py``) is derived from these classes, neve
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
 from .backends import MODES, has_jax
+from .data.corpus import FORMATS
 from .errors import SettingError, UserError
+from .nn.optimizers import OPTIMIZERS
+from .tutorial.numpy_rnn import ACTIVATIONS, TRUNCATIONS
 
 ARCHS = ("tutorial", "rnn", "relu", "gru", "lstm")
-OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam")
+OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 # --learning-rate when not given: the tutorial's SGD, or per optimizer for the engine (SGD on
 # the mean per-token loss, as PyTorch's word_language_model; RMSprop as the tutorial's part 4).
 DEFAULT_LEARNING_RATES = {"tutorial": 0.005, "sgd": 1.0, "rmsprop": 0.001, "adam": 0.001}
-TRUNCATIONS = ("tutorial", "scan")
-ACTIVATIONS = ("tanh", "relu")
 IMPLEMENTATIONS = ("theano", "numpy")
-FORMATS = ("auto", "csv", "text", "lines")
 BLANK = "___"
 
 
@@ -54,6 +55,24 @@ def refuse_foreign(settings: Any, arch: str, family: str) -> None:
         raise SettingError("arch", f"{arch} does not read {{others}}: drop "
                            f"{'them' if len(foreign) > 1 else 'it'}, or choose another arch",
                            tuple(foreign))
+
+
+def check_fields(settings: Any) -> None:
+    """Every field of the right type and among its choices, wherever the values came from
+    (flags, a recipe file, a checkpoint)."""
+    for f in dataclasses.fields(settings):
+        value, meta = getattr(settings, f.name), f.metadata
+        kind = type(f.default) if f.default is not None else meta["type"]
+        if value is None and f.default is None:
+            continue
+        fits = (type(value) is bool if kind is bool else
+                isinstance(value, (int, float)) and type(value) is not bool if kind is float else
+                isinstance(value, kind) and type(value) is not bool if kind is int else
+                isinstance(value, kind))
+        if not fits:
+            raise SettingError(f.name, f"must be {kind.__name__}, got {value!r}")
+        if meta["choices"] and value not in meta["choices"]:
+            raise SettingError(f.name, f"{value!r} is not one of {', '.join(meta['choices'])}")
 
 
 def _positive(settings: Any, *names: str) -> None:
@@ -92,13 +111,15 @@ class DataSettings:
     bptt_len: int = flag(20, "window length in stream mode", metavar="T", only="engine")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         _positive(self, "batch_size", "bptt_len")
         _not_negative(self, "max_sentences")
         if not 0.0 < self.valid_fraction < 0.5:
             raise SettingError("valid_fraction", f"must be between 0 and 0.5, got "
                                f"{self.valid_fraction}")
         if self.data and self.corpus:
-            raise SettingError("corpus", "and data cannot both be given: choose one")
+            raise SettingError("corpus", "and {others} cannot both be given: choose one",
+                               ("data",))
 
 
 @dataclass(frozen=True)
@@ -111,7 +132,7 @@ class ModelSettings:
                            metavar="N")
     hidden_dim: int = flag(100, "size of the hidden state s_t", metavar="H")
     keep_case: bool = flag(False, "do not lowercase words")
-    float32: bool = flag(False, "compute the tutorial model in float32 (the engine always does)")
+    float32: bool = flag(False, "compute in float32 (the engine always does)", only="tutorial")
     mode: str = flag("AUTO", "PyTensor backend (AUTO: JAX for the engine when jax is installed, "
                      "else NUMBA)", MODES)
     # the tutorial's model
@@ -145,6 +166,7 @@ class ModelSettings:
                         "carried across windows (the LM benchmark)", only="engine")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         _positive(self, "hidden_dim", "layers")
         _not_negative(self, "embed_dim")
         if self.vocab_size < 3:
@@ -219,6 +241,7 @@ class TrainSettings:
     resume: str | None = flag(None, "continue training from this checkpoint", metavar="PATH")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         _positive(self, "epochs", "eval_every")
         _not_negative(self, "clip_norm", "weight_decay", "patience", "decay_after",
                       "blas_threads")
@@ -232,6 +255,10 @@ class TrainSettings:
         if self.learning_rate is not None:
             return self.learning_rate
         return DEFAULT_LEARNING_RATES["tutorial" if model.is_tutorial else self.optimizer]
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
 
 
 SECTIONS = {"data": DataSettings, "model": ModelSettings, "train": TrainSettings}
@@ -248,6 +275,24 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for section in (self.data, self.train):
             refuse_foreign(section, self.model.arch, self.model.family)
+        self._refuse_overwriting_inputs()
+
+    def _refuse_overwriting_inputs(self) -> None:
+        """The files a run writes must not be the files it reads (nor each other)."""
+        inputs = {"data": self.data.data, "valid": self.data.valid, "test": self.data.test}
+        outputs = {"model_out": self.train.model_out, "log_json": self.train.log_json}
+        for out_name, out in outputs.items():
+            if out is None:
+                continue
+            for in_name, path in (inputs | {"resume": self.train.resume}).items():
+                if path and _same_file(out, path) and not (out_name, in_name) == (
+                        "model_out", "resume"):
+                    raise SettingError(out_name, f"{out} is also the {{others}} file: "
+                                       "writing it would destroy it; choose another path",
+                                       (in_name,))
+        if outputs["log_json"] and _same_file(outputs["log_json"], outputs["model_out"]):
+            raise SettingError("log_json", "is the same file as {others}: choose another "
+                               "path", ("model_out",))
 
     @property
     def lr(self) -> float:
@@ -289,6 +334,7 @@ class GenerateConfig:
     seed: int | None = flag(None, "random seed for reproducible samples", metavar="N", type=int)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         _positive(self, "num_sentences", "temperature", "min_length")
         if self.max_length < self.min_length:
             raise SettingError("max_length", f"must be at least --min-length, got "
@@ -306,6 +352,7 @@ class EvaluateConfig:
                            "standard benchmark setting)", metavar="B")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.data:
             raise SettingError("data", "is required: the text to score")
         _positive(self, "batch_size")

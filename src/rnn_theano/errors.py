@@ -56,5 +56,8 @@ def user_errors(main: Main) -> Main:
             print(f"error: {e.as_flag()}", file=sys.stderr)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
+        except KeyboardInterrupt:  # outside the training loop, which handles its own
+            print("interrupted", file=sys.stderr)
+            return 130
         return 2
     return wrapper

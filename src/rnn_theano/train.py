@@ -116,7 +116,7 @@ class _Run:
 
     def state(self, **extra: Any) -> dict[str, Any]:
         return {"epoch": self.epoch, "learning_rate": self.lr, "history": self.history,
-                "best_valid_loss": self.best, **extra}
+                "best_valid_loss": self.best, "since_best": self.since_best, **extra}
 
 
 def train(task: Trainable, options: TrainerOptions, *, state: dict[str, Any] | None,
@@ -132,12 +132,12 @@ def train(task: Trainable, options: TrainerOptions, *, state: dict[str, Any] | N
     state = dict(state or {})
     run = _Run(int(state.get("epoch", 0)), float(state.get("learning_rate", options.lr)),
                list(state.get("history", [])), float(state.get("best_valid_loss", math.inf)),
-               started=time.perf_counter())
+               since_best=int(state.get("since_best", 0)), started=time.perf_counter())
     if run.history:
         run.best_snapshot = task.snapshot()
     try:
         if not run.history and options.schedule.watches_training_loss:
-            _evaluate(task, run, None, 0.0, log, True)  # the untrained model: loss near ln C
+            _evaluate(task, run, None, 0.0, log, options)  # untrained: its loss is near ln C
         _epochs(task, options, run, save, stop, log, on_epoch)
     except KeyboardInterrupt:
         log(f"interrupted after {run.epoch} complete epoch(s): "
@@ -159,8 +159,7 @@ def _epochs(task: Trainable, options: TrainerOptions, run: _Run,
         run.epoch = epoch
         if epoch % options.eval_every and epoch != last:
             continue
-        improved = _evaluate(task, run, running, tps, log,
-                             options.schedule.watches_training_loss)
+        improved = _evaluate(task, run, running, tps, log, options)
         if on_epoch:
             on_epoch(run.history)
         run.lr = options.schedule.next_lr(run.lr, epoch, run.history, improved, log)
@@ -170,7 +169,7 @@ def _epochs(task: Trainable, options: TrainerOptions, run: _Run,
         else:
             run.since_best += 1
         if improved or not options.keep_best:
-            save(run.state())
+            save(run.state())  # as soon as it is known: a crash later loses nothing
             run.saved = True
         if options.patience and run.since_best >= options.patience:
             log(f"no better held-out loss for {options.patience} evaluations: stopping early")
@@ -202,9 +201,10 @@ def _train_epoch(task: Trainable, epoch: int, stop: StopFlag | None) -> tuple[Sc
 
 
 def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
-              log: Callable[[str], None], fresh_train: bool) -> bool:
+              log: Callable[[str], None], options: TrainerOptions) -> bool:
     """Score the model, append the history row, log it; returns whether it is the best."""
-    train_score = task.evaluate("train") if fresh_train or running is None else running
+    fresh_train = options.schedule.watches_training_loss or running is None
+    train_score = task.evaluate("train") if fresh_train else running
     valid = task.evaluate("valid")
     row = {"epoch": run.epoch, "learning_rate": run.lr, "train_loss": train_score.loss,
            "train_ppl": train_score.perplexity, "valid_loss": valid.loss,
@@ -219,7 +219,7 @@ def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
         f"{valid.loss:.4f}  perplexity {valid.perplexity:8.2f}"
         + (f"  test {row['test_ppl']:8.2f}" if "test_ppl" in row else "")
         + f"  lr {run.lr:g}" + (f"  {tps:,.0f} tokens/s" if tps else "")
-        + ("  (best)" if improved and run.epoch > 0 else ""))
+        + ("  (best)" if improved and run.epoch > 0 and options.keep_best else ""))
     return improved
 
 
@@ -227,11 +227,12 @@ def _finish(task: Trainable, options: TrainerOptions, run: _Run,
             save: Callable[[dict[str, Any]], None], **extra: Any) -> None:
     """Leave the task holding the parameters to keep, and a checkpoint that says so.
 
-    With ``keep_best`` that is the best snapshot; a run in which no epoch was saved (none
-    better than the resumed best, or stopped before the first evaluation) still saves, so the
-    checkpoint's epoch count and history follow the run.
+    With ``keep_best`` that is the best snapshot, saved again with the state the run ended in
+    (so the checkpoint's epoch count, learning rate and history follow the run, and a resumed
+    run goes on from there); without, the last one, saved at its evaluation, or now if the run
+    was stopped between two.
     """
     if options.keep_best and run.best_snapshot is not None:
         task.restore(run.best_snapshot)
-    if extra.get("interrupted") and not options.keep_best or not run.saved:
+    if options.keep_best or extra.get("interrupted") or not run.saved:
         save(run.state(**extra))

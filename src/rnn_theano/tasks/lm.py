@@ -58,6 +58,13 @@ def graph_config(model: ModelSettings, vocab_size: int, seed: int) -> LMConfig:
                     seed=seed)
 
 
+def check_model(config: TrainConfig) -> None:
+    """Refuse an impossible network before any data is read (the real vocabulary may still be
+    smaller than asked for; ``LMConfig`` checks again against it)."""
+    if not config.model.is_tutorial:
+        graph_config(config.model, config.model.vocab_size, config.train.seed)
+
+
 def build_model(config: TrainConfig, vocab_size: int,
                 params: dict[str, np.ndarray] | None = None) -> Model:
     """The model ``config`` describes, fresh (``params`` None) or with the given parameters."""
@@ -278,7 +285,10 @@ def next_word_probs(model: Model) -> NextWordProbs:
             raise UserError("a bidirectional model sees the words after the one it predicts, so "
                             "it cannot generate left to right: use fill-blank")
         return _IncrementalProbs(model)
-    return lambda ids: model.forward_propagation(ids)[0][-1]
+    def probs(ids: np.ndarray) -> np.ndarray:
+        o = model.forward_propagation(ids)  # RNNNumpy returns (o, s), RNNTheano o alone
+        return (o[0] if isinstance(o, tuple) else o)[-1]
+    return probs
 
 
 class _IncrementalProbs:

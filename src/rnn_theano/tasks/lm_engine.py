@@ -72,7 +72,9 @@ class LMEngine:
         # (bucketed batches keep the shapes few). The other backends take any shape.
         self.static_shapes = (mode if isinstance(mode, str) else "") == "JAX"
         self._functions: dict[tuple, Callable] = {}
-        self._jax_rng = None  # the dropout stream's state as JAX functions carry it
+        # Under JAX, each batch shape's function draws its dropout masks from a stream of its
+        # own (see _rng_copy); their states by shape, "TxB".
+        self._jax_rngs: dict[str, Any] = {}
         self.optimizer_slots: dict = {}  # one optimizer state for every compiled shape
         self._saved_slots: dict[str, np.ndarray] = {}  # from a checkpoint, set once compiled
 
@@ -134,11 +136,12 @@ class LMEngine:
         """One update of the parameters on batch (x, y, mask), from ``state``."""
         function = self._function("train", x)
         cell = _rng_copy(function) if self.static_shapes else None
-        if cell is not None and self._jax_rng is not None:
-            cell.storage[0] = self._jax_rng  # one stream of masks across all batch shapes
+        shape = "x".join(map(str, x.shape))
+        if cell is not None and shape in self._jax_rngs:
+            cell.storage[0] = self._jax_rngs[shape]  # a restored stream
         cost, n, final, norm = function(x, y, mask, state)
         if cell is not None:
-            self._jax_rng = cell.storage[0]
+            self._jax_rngs[shape] = cell.storage[0]
         return StepResult(float(cost), float(n), np.asarray(final), float(norm))
 
     def eval_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
@@ -194,29 +197,23 @@ class LMEngine:
         self._saved_slots = {}
 
     def get_rng_state(self) -> dict | None:
-        """The dropout generator's state (JSON-able), so a resumed run draws the same masks.
-
-        ``{"numpy": ...}`` is a numpy bit generator's state; ``{"jax": ...}`` the key a JAX
-        function carries (see ``_rng_copy``), each array as its dtype and values.
-        """
+        """The dropout generators' state (JSON-able), so a resumed run draws the same masks:
+        ``numpy``, the shared generator's; ``jax``, each JAX function's stream by batch shape
+        (arrays as dtype and values)."""
         if self.config.dropout == 0.0:
             return None
-        value = self._jax_rng or self._dropout_rng.get_value(borrow=True)
-        if isinstance(value, np.random.Generator):
-            return {"numpy": value.bit_generator.state}
-        return {"jax": _to_json(value)}
+        numpy = self._dropout_rng.get_value(borrow=True).bit_generator.state
+        return {"numpy": numpy, "jax": {k: _to_json(v) for k, v in self._jax_rngs.items()}}
 
     def set_rng_state(self, state: dict | None) -> None:
-        """Continue the stream ``get_rng_state`` saved (before or after compiling)."""
+        """Continue the streams ``get_rng_state`` saved (before or after compiling)."""
         if state is None or self.config.dropout == 0.0:
-            return
-        if "jax" in state:
-            self._jax_rng = _from_json(state["jax"])
             return
         rng = np.random.default_rng()
         rng.bit_generator.state = state["numpy"]
         self._dropout_rng.set_value(rng, borrow=True)
-        self._jax_rng = rng if self._jax_rng is not None else None
+        if self.static_shapes:
+            self._jax_rngs = {k: _from_json(v) for k, v in state.get("jax", {}).items()}
 
     def n_params(self) -> int:
         return sum(p.get_value().size for p in self.params.values())
@@ -226,8 +223,8 @@ def _rng_copy(function: Callable):
     """The storage cell of the dropout generator inside a JAX-compiled function, or None.
 
     PyTensor's JAX backend cannot update a shared generator in place: it compiles a private
-    copy and updates that, leaving the shared variable as it was. ``train_step`` reads the
-    copy after each step and hands it to the next function, whatever its batch shape.
+    copy, seeded from the shared one, and updates that, leaving the shared variable as it
+    was. ``train_step`` reads the copy after each step so that a checkpoint can save it.
     """
     from pytensor.tensor.random.type import RandomType
     for variable, cell in zip(function.maker.fgraph.inputs, function.input_storage):
