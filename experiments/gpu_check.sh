@@ -15,8 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site
+    --target .gpu-site .whl/*.whl
+  export PYTHONPATH="$PWD/.gpu-site"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # JAX takes 75% of GPU memory up front by default; the peer runs in another process.
