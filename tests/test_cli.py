@@ -112,6 +112,20 @@ def test_resume_continues_the_epoch_count(trained, reddit, tmp_path):
     assert not np.array_equal(after.params["W"], before.params["W"])
 
 
+def test_a_resumed_run_goes_on_writing_its_checkpoint(small_text, tmp_path):
+    """Without --model-out it writes the file it resumes, and never the first run's log."""
+    out, log = tmp_path / "run.npz", tmp_path / "run.json"
+    common = ["--data", str(small_text), "--impl", "numpy", "--hidden-dim", "8",
+              "--epochs", "1"]
+    assert train_main([*common, "--model-out", str(out), "--log-json", str(log)]) == 0
+    first_log = log.read_text()
+    assert train_main([*common, "--resume", str(out)]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt.state["epoch"] == 2 and ckpt.settings.train.model_out == str(out)
+    assert [row["epoch"] for row in ckpt.state["history"]] == [0, 1, 2]
+    assert log.read_text() == first_log
+
+
 def test_numpy_implementation_trains_too(small_text, tmp_path):
     out = tmp_path / "numpy.npz"
     assert train_main(["--data", str(small_text), "--impl", "numpy", "--vocab-size", "100",

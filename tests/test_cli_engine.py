@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnn_theano import backends
+from rnn_theano import backends, cli
 from rnn_theano.atomic import write_json
 from rnn_theano.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from rnn_theano.cli import evaluate_main, fill_blank_main, generate_main, train_main
@@ -185,9 +185,10 @@ def test_jax_mode_without_jax_names_the_install(small_text, precious, tmp_path, 
     hide_jax(monkeypatch)
     check_refused(train_main, ["--data", str(small_text), "--arch", "gru", "--mode", "JAX",
                                "--model-out", str(precious)], capsys, precious, "[jax]")
-    # resuming keeps the checkpoint's --mode JAX: refused too, before anything is written
-    check_refused(train_main, ["--data", str(small_text), "--resume", str(jax_trained),
-                               "--model-out", str(jax_trained)], capsys, jax_trained, "[jax]")
+    # a run trained under JAX goes on under Numba, the same graph
+    config, _ = cli.train_config(["--data", str(small_text), "--resume", str(jax_trained)])
+    assert config.model.mode == "AUTO" and config.model.arch == "gru"
+    assert backends.resolve(config.model.mode, fixed_shapes=True) == "NUMBA"
 
 
 def test_the_engine_runs_under_jax_by_default_and_numba_without_it(sentence_model, tmp_path,

@@ -9,6 +9,7 @@ configured is the deterministic model without it.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -124,7 +125,7 @@ def engines() -> tuple[LMEngine, LMEngine, dict[str, np.ndarray]]:
     config = LMConfig(cell="lstm", vocab_size=C, embed_dim=4, hidden_dim=4, layers=2,
                       dropout=0.5, float32=False, seed=2)
     params = init_lm_params(config)
-    plain = LMConfig(**{**config.to_dict(), "dropout": 0.0})
+    plain = dataclasses.replace(config, dropout=0.0)
     return (LMEngine(config, params, mode="JAX", learning_rate=0.0),
             LMEngine(plain, params, mode="JAX"), params)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rnn_theano.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from rnn_theano.config import ModelSettings, TrainConfig
 from rnn_theano.data.corpus import load_sentences
 from rnn_theano.tasks.lm import model_from_checkpoint
 from rnn_theano.tutorial.numpy_rnn import RNNNumpy, init_params
@@ -146,15 +147,14 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, sentence):
     set_params(model, params)
     model.sgd_step(x, y, 0.05)  # trained values, not the initial ones
     vocab = Vocabulary(("UNKNOWN_TOKEN",) + tuple(f"w{i}" for i in range(C - 1)))
-    config = {"impl": "theano", "hidden_dim": H, "bptt_truncate": 4,
-              "truncation": "tutorial", "activation": "tanh"}
+    config = TrainConfig(model=ModelSettings(arch="tutorial", hidden_dim=H, bptt_truncate=4))
     path = tmp_path / "model.npz"
     save_checkpoint(path, Checkpoint(model.params(), vocab, config, {"epoch": 3}))
 
     with np.load(path) as npz:  # the tutorial's arrays, readable with numpy alone
         assert npz["U"].shape == (H, C) and npz["V"].shape == (C, H) and npz["W"].shape == (H, H)
     ckpt = load_checkpoint(path)
-    assert ckpt.vocab == vocab and ckpt.state == {"epoch": 3}
+    assert ckpt.vocab == vocab and ckpt.state == {"epoch": 3} and ckpt.settings == config
     as_numpy = model_from_checkpoint(ckpt, impl="numpy")
     as_theano = model_from_checkpoint(ckpt)
     set_params(model, ckpt.params)  # reuse the compiled graph for the reloaded values

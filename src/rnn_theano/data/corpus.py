@@ -35,8 +35,9 @@ from .tokenize import sentence_splitter, tokenize_words
 FORMATS = ("auto", "csv", "text", "lines")
 
 # Pre-tokenized text has (nearly) no blank lines and (nearly) no punctuation glued to a
-# word: PTB has no blank lines and 0.02-0.04% glued tokens, while prose
-# (Shakespeare, Reddit, Python docs, Markdown) has 11-33% blank lines and 9-24% glued tokens.
+# word (PTB: none, and a few glued tokens in ten thousand), while prose (Shakespeare,
+# Reddit, Python docs, Markdown) has a blank line and a glued token every few lines: the
+# thresholds sit far from both.
 _DETECT_CHARS = 1_000_000
 _MAX_BLANK_LINE_FRACTION = 0.02
 _MAX_GLUED_PUNCTUATION_FRACTION = 0.01

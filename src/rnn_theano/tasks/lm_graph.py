@@ -44,7 +44,6 @@ gradient stops there. The backward stack always starts from zeros.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,9 +132,6 @@ class LMConfig:
     def state_shape(self, batch_size: int) -> tuple[int, int, int, int]:
         """Shape of the carried state: (layers, states per cell, batch, hidden)."""
         return (self.layers, CELLS[self.cell].states, batch_size, self.hidden_dim)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def init_lm_params(config: LMConfig) -> dict[str, np.ndarray]:
@@ -311,8 +307,8 @@ class _Dropout:
     def __call__(self, h: Tensor) -> Tensor:
         if self.rng is None:
             return h
-        # A Bernoulli draw, not binomial(1, p): JAX samples a binomial by rejection, which
-        # made dropout the slowest part of a training step there.
+        # A Bernoulli draw, not binomial(1, p): JAX samples a binomial by rejection, far
+        # slower (docs/backends.md).
         self.next_rng, kept = self.next_rng.bernoulli(self.keep, size=h.shape)
         return h * pt.cast(kept, self.dtype) * np.asarray(1.0 / self.keep, dtype=self.dtype)
 
