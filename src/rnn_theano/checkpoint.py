@@ -8,7 +8,8 @@ Layout (readable with numpy alone, ``np.load(path)``):
   squares), when the model has any, so a resumed run continues it;
 * ``__meta__``: a 0-d unicode array holding JSON with ``format``, ``version``, ``vocab`` (the
   word list; a word's id is its index), ``settings`` (``config.TrainConfig.to_dict()``: the
-  data, model and train sections) and ``state`` (epoch, learning rate, loss history, ...).
+  data, model and train sections; ``task`` says which kind: ``lm`` or ``classify``),
+  ``labels`` (a classifier's classes) and ``state`` (epoch, learning rate, history, ...).
 
 Version 1 files (flat settings with a ``family`` key) are read and converted on loading.
 
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write
-from .config import SECTIONS, TrainConfig
+from .config import RUN_CONFIGS, SECTIONS, RunConfig, TrainConfig
 from .errors import UserError
 from .data.vocab import Vocabulary
 
@@ -40,26 +41,42 @@ OPT_PREFIX = "__opt__"
 
 @dataclass
 class Checkpoint:
-    """What a checkpoint holds; ``state`` is a plain JSON-able dict."""
+    """What a checkpoint holds; ``state`` is a plain JSON-able dict. ``settings`` is the run's
+    typed settings (``TrainConfig`` for a language model, ``ClassifyConfig`` for a
+    classifier); ``labels`` a classifier's classes, a class's id its index."""
 
     params: dict[str, np.ndarray]
     vocab: Vocabulary
-    settings: TrainConfig
+    settings: RunConfig
     state: dict[str, Any] = field(default_factory=dict)
     optimizer: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
     """Write ``ckpt`` to ``path`` atomically (temporary file, fsync, rename)."""
-    meta = {"format": FORMAT, "version": VERSION, "vocab": list(ckpt.vocab.words),
+    meta = {"format": FORMAT, "version": VERSION, "task": ckpt.settings.task,
+            "vocab": list(ckpt.vocab.words), "labels": list(ckpt.labels),
             "settings": ckpt.settings.to_dict(), "state": ckpt.state}
     arrays = {name: np.asarray(value) for name, value in ckpt.params.items()}
     arrays.update({OPT_PREFIX + name: np.asarray(v) for name, v in ckpt.optimizer.items()})
     atomic_write(path, lambda f: np.savez(f, **arrays, **{META_KEY: np.array(json.dumps(meta))}))
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`; any damage is a ``UserError``."""
+_COMMANDS = {"lm": "generate, evaluate or fill-blank", "classify": "classify"}
+
+
+def load_checkpoint(path: str | Path, task: str | None = None) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`; any damage is a ``UserError``,
+    and so is a checkpoint of another ``task`` than the one asked for."""
+    ckpt = _load(Path(path))
+    if task is not None and ckpt.settings.task != task:
+        raise UserError(f"{path} is a {ckpt.settings.task} checkpoint, not a {task} one: use "
+                        f"it with rnn-theano {_COMMANDS[ckpt.settings.task]}")
+    return ckpt
+
+
+def _load(path: Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found: train one first (make train, or "
@@ -84,8 +101,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         optimizer = {name[len(OPT_PREFIX):]: arrays.pop(name)
                      for name in list(arrays) if name.startswith(OPT_PREFIX)}
         sections = meta["settings"] if meta["version"] == VERSION else upgrade_v1(meta["config"])
-        settings = TrainConfig.from_dict(sections)
-        return Checkpoint(arrays, vocab, settings, dict(meta.get("state", {})), optimizer)
+        settings = RUN_CONFIGS[meta.get("task", TrainConfig.task)].from_dict(sections)
+        return Checkpoint(arrays, vocab, settings, dict(meta.get("state", {})), optimizer,
+                          tuple(meta.get("labels", ())))
     except (KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{problem} (incomplete metadata: {e}): {fix}") from None
     except UserError as e:

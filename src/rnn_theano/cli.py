@@ -28,7 +28,7 @@ import numpy as np
 from . import backends
 from .atomic import write_json
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import (BLANK, SECTIONS, EvaluateConfig, FillBlankConfig, GenerateConfig,
+from .config import (BLANK, EvaluateConfig, FillBlankConfig, GenerateConfig, RunConfig,
                      TrainConfig)
 from .data import corpus
 from .data.splits import Splits, load_splits
@@ -38,7 +38,8 @@ from .interrupt import StopFlag
 from .sampling import detokenize, generate_sentence, sentence_markers
 from .tasks import lm
 from .tasks.lm_engine import LMEngine
-from .train import train
+from .metrics import Score
+from .train import TrainerOptions, train
 
 COMMANDS = {"train": "train a language model (the tutorial's RNN, or the engine: --arch)",
             "generate": "sample sentences from a trained model",
@@ -74,18 +75,19 @@ def _parse(cls: type, argv: list[str] | None, prog: str) -> Any:
 
 # --- train ----------------------------------------------------------------------------------
 
-def _train_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="rnn-theano train", description=COMMANDS["train"] + ". Settings: "
-                     "the defaults shown, then --config, then --resume's checkpoint, then flags.")
+def _train_parser(kind: type[RunConfig], command: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=f"rnn-theano {command}", description=COMMANDS[command]
+                            + ". Settings: the defaults shown, then --config, then --resume's "
+                            "checkpoint, then flags.")
     parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="a recipe: a TOML file of settings keyed by flag name "
-                        "(configs/ptb-lstm.toml); flags given here override it")
-    for title, kind in SECTIONS.items():
+                        "(see configs/); flags given here override it")
+    for title, kind in kind.sections().items():
         _add_flags(parser.add_argument_group(f"{title} settings"), kind, given_only=True)
     return parser
 
 
-def read_recipe(path: str) -> dict[str, Any]:
+def read_recipe(path: str, kind: type[RunConfig] = TrainConfig) -> dict[str, Any]:
     """A recipe's settings, keys normalised to field names; unknown keys are an error."""
     try:
         with open(path, "rb") as f:
@@ -95,31 +97,33 @@ def read_recipe(path: str) -> dict[str, Any]:
                         "(see configs/)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, IsADirectoryError) as e:
         raise UserError(f"recipe {path} is not valid TOML ({e}): fix the file") from None
-    known = {f.name for kind in SECTIONS.values() for f in dataclasses.fields(kind)}
+    known = {f.name for section in kind.sections().values()
+             for f in dataclasses.fields(section)}
     recipe = {key.replace("-", "_"): value for key, value in raw.items()}
-    unknown = sorted(set(recipe) - known)
+    unknown = sorted(key for key in raw if key.replace("-", "_") not in known)
     if unknown:
         raise UserError(f"recipe {path} has unknown settings {', '.join(unknown)}: keys are "
                         "the flags' names without the dashes, e.g. hidden-dim = 200")
     return recipe
 
 
-def train_config(argv: list[str] | None) -> tuple[TrainConfig, Checkpoint | None]:
+def train_config(argv: list[str] | None, kind: type[RunConfig] = TrainConfig,
+                 command: str = "train") -> tuple[Any, Checkpoint | None]:
     """The run's settings, layered as the module docstring says, and the resumed checkpoint."""
-    given = vars(_train_parser().parse_args(argv))
-    recipe = read_recipe(given.pop("config")) if "config" in given else {}
+    given = vars(_train_parser(kind, command).parse_args(argv))
+    recipe = read_recipe(given.pop("config"), kind) if "config" in given else {}
     resume = given.get("resume", recipe.get("resume"))
-    resumed = load_checkpoint(resume) if resume else None
+    resumed = load_checkpoint(resume, kind.task) if resume else None
     sections = {}
-    for name, kind in SECTIONS.items():
-        names = {f.name for f in dataclasses.fields(kind)}
+    for name, section in kind.sections().items():
+        names = {f.name for f in dataclasses.fields(section)}
         values = {k: v for k, v in recipe.items() if k in names}
         flags = {k: v for k, v in given.items() if k in names}
         if resumed:
             values |= _resumed_values(name, getattr(resumed.settings, name), flags, resume)
             flags = {} if name == "model" else flags  # merged above: the network is kept
-        sections[name] = kind(**values | flags)
-    config = TrainConfig(**sections)
+        sections[name] = section(**values | flags)
+    config = kind(**sections)
     config.model.check_backend()
     if resumed and {"learning_rate", "optimizer"} & set(given):
         resumed.state["learning_rate"] = config.lr  # a new rate (or rule) starts now
@@ -173,22 +177,30 @@ def train_main(argv: list[str] | None = None) -> int:
         _continue_from(resumed, config, model)
     unigram = task.unigram_loss()
     _report(config, splits, model, len(vocab), task.n_train_tokens, unigram)
+    run_log = {"parameters": lm.count_params(model), "vocab_size": len(vocab),
+               "train_tokens": task.n_train_tokens, "unigram_valid_ppl": math.exp(unigram)}
+    return run_trainer(config, task, lm.trainer_options(config), resumed, run_log,
+                       f"unigram {math.exp(unigram):.2f}")
+
+
+def run_trainer(config: RunConfig, task: Any, options: TrainerOptions,
+                resumed: Checkpoint | None, run_log: dict, baseline: str) -> int:
+    """Train ``task`` with the one trainer: checkpoint, log file, Ctrl-C, final scores."""
     out = Path(config.train.model_out)
-    run_log = {"settings": config.to_dict(), "parameters": lm.count_params(model),
-               "vocab_size": len(vocab), "train_tokens": task.n_train_tokens,
-               "unigram_valid_ppl": math.exp(unigram), "history": []}
+    run_log = {"settings": config.to_dict(), **run_log, "history": []}
 
     def write_log(history: list[dict], **extra: Any) -> None:
         if config.train.log_json:
             write_json(config.train.log_json, run_log | {"history": history} | extra)
 
     def save(state: dict) -> None:
-        save_checkpoint(out, task.checkpoint(vocab, config, state))
+        save_checkpoint(out, task.checkpoint(config, state))
 
     with StopFlag() as stop:
-        state = train(task, lm.trainer_options(config), state=resumed.state if resumed else None,
-                      save=save, stop=stop, on_epoch=write_log)
-        _final_scores(task, state, unigram, out, save, write_log)
+        state = train(task, options, state=resumed.state if resumed else None, save=save,
+                      stop=stop, on_epoch=write_log)
+        _final_scores(task, options, state, f"{baseline}); model saved to {out}", save,
+                      write_log)
     return 130 if state.get("interrupted") else 0
 
 
@@ -234,23 +246,38 @@ def _report(config: TrainConfig, splits: Splits, model: lm.Model, vocab_size: in
           f"held-out perplexity of a unigram model: {math.exp(unigram):.2f}")
 
 
-def _final_scores(task: lm.TutorialLM | lm.EngineLM, state: dict, unigram: float, out: Path,
+def _final_scores(task: Any, options: TrainerOptions, state: dict, saved: str,
                   save: Callable[[dict], None], write_log: Callable[..., None]) -> None:
-    """The saved model's held-out perplexity, and its test perplexity when there is a test set."""
+    """The kept model's held-out score, and its test score when there is a test set."""
     history = state["history"]
     if not history:
         return
-    kept = min(history, key=lambda row: row["valid_loss"]) if isinstance(task, lm.EngineLM) \
-        else history[-1]
-    print(f"held-out perplexity {kept['valid_ppl']:.2f} (epoch {kept['epoch']}; unigram "
-          f"{math.exp(unigram):.2f}); model saved to {out}")
+    kept = (min(history, key=lambda row: options.criterion(_row_score(row, "valid")))
+            if options.keep_best else history[-1])
+    print(f"held-out {_measure(_row_score(kept, 'valid'))} (epoch {kept['epoch']}; {saved}")
     extra = {"best_valid_ppl": kept["valid_ppl"]}
     if task.has_test and not state.get("interrupted"):
         score = task.evaluate("test")
-        print(f"test perplexity {score.perplexity:.2f} over {score.n_tokens:,.0f} tokens")
-        save(state | {"test_loss": score.loss, "test_ppl": score.perplexity})
-        extra.update(test_ppl=score.perplexity, test_tokens=score.n_tokens)
+        print(f"test {_measure(score)} over {score.n_tokens:,.0f} "
+              + ("sentences" if score.accuracy is not None else "tokens"))
+        scores = {"test_loss": score.loss, "test_ppl": score.perplexity}
+        if score.accuracy is not None:
+            scores["test_accuracy"] = score.accuracy
+        save(state | scores)
+        extra.update(scores, test_tokens=score.n_tokens)
     write_log(history, **extra)
+
+
+def _row_score(row: dict, split: str) -> Score:
+    """A history row's scores of ``split`` as a ``Score`` over one unit."""
+    accuracy = row.get(f"{split}_accuracy")
+    return Score(row[f"{split}_loss"], 1.0, accuracy)
+
+
+def _measure(score: Score) -> str:
+    if score.accuracy is not None:
+        return f"accuracy {100 * score.accuracy:.2f}%"
+    return f"perplexity {score.perplexity:.2f}"
 
 
 # --- using a trained model --------------------------------------------------------------------
@@ -258,7 +285,7 @@ def _final_scores(task: lm.TutorialLM | lm.EngineLM, state: dict, unigram: float
 def _trained(path: str) -> tuple[Checkpoint, lm.Model]:
     """A checkpoint and its model, the tutorial's as the numpy twin: generating and scoring
     need only forward passes, which numpy runs with no compilation at all."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, TrainConfig.task)
     numpy = {"impl": "numpy"} if ckpt.settings.model.is_tutorial else {}
     return ckpt, lm.model_from_checkpoint(ckpt, **numpy)
 
@@ -337,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: rnn-theano {" + ",".join(COMMANDS) + "} [flags]\n\ncommands:\n"
               + "\n".join(f"  {name:<11} {text}" for name, text in COMMANDS.items())
-              + "\n\nrnn-theano COMMAND --help lists a command's flags.")
+              + "\n\nrnn-theano COMMAND --help lists a command's flags.",
+              file=sys.stdout if argv else sys.stderr)  # no command: a usage error
         return 0 if argv else 2
     if argv[0] not in MAINS:
         print(f"error: unknown command {argv[0]!r}: use one of {', '.join(COMMANDS)}",

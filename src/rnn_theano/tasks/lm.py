@@ -176,6 +176,7 @@ class TutorialLM:
     """The tutorial's model and sentences, as the trainer sees them (``train.Trainable``)."""
 
     model: TutorialModel
+    vocab: Vocabulary
     splits: dict[str, list[tuple[np.ndarray, np.ndarray]]]
     seed: int
     lr: float = 0.0
@@ -211,8 +212,8 @@ class TutorialLM:
         return unigram_loss([y for _, y in self.splits["train"]],
                             [y for _, y in self.splits["valid"]], self.model.word_dim)
 
-    def checkpoint(self, vocab: Vocabulary, config: TrainConfig, state: dict) -> Checkpoint:
-        return Checkpoint(self.model.params(), vocab, config, state)
+    def checkpoint(self, config: TrainConfig, state: dict) -> Checkpoint:
+        return Checkpoint(self.model.params(), self.vocab, config, state)
 
 
 @dataclass
@@ -220,6 +221,7 @@ class EngineLM:
     """The engine and its batches, as the trainer sees them (``train.Trainable``)."""
 
     engine: LMEngine
+    vocab: Vocabulary
     batches: dict[str, Any]
     stream: bool
 
@@ -255,9 +257,9 @@ class EngineLM:
         return unigram_loss_of_batches(self.batches["train"], self.batches["valid"],
                                        self.engine.config.vocab_size)
 
-    def checkpoint(self, vocab: Vocabulary, config: TrainConfig, state: dict) -> Checkpoint:
+    def checkpoint(self, config: TrainConfig, state: dict) -> Checkpoint:
         rng = self.engine.get_rng_state()
-        return Checkpoint(self.engine.get_params(), vocab, config,
+        return Checkpoint(self.engine.get_params(), self.vocab, config,
                           state | ({"dropout_rng": rng} if rng else {}),
                           self.engine.get_optimizer_state())
 
@@ -268,12 +270,12 @@ def make_task(config: TrainConfig, splits: Splits, vocab: Vocabulary,
     named = {"train": splits.train, "valid": splits.valid, "test": splits.test}
     named = {k: v for k, v in named.items() if v}
     if not isinstance(model, LMEngine):
-        return TutorialLM(model, {k: vocab.training_pairs(v) for k, v in named.items()},
+        return TutorialLM(model, vocab, {k: vocab.training_pairs(v) for k, v in named.items()},
                           config.train.seed)
     batches = {k: make_batches(v, vocab, stream=config.model.stream, seed=config.train.seed,
                                batch_size=config.data.batch_size, bptt_len=config.data.bptt_len,
                                pad_multiple=model.pad_multiple) for k, v in named.items()}
-    return EngineLM(model, batches, config.model.stream)
+    return EngineLM(model, vocab, batches, config.model.stream)
 
 
 # --- generation -------------------------------------------------------------------------------
