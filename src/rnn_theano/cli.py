@@ -28,15 +28,15 @@ import numpy as np
 from . import backends
 from .atomic import write_json
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import (BLANK, EvaluateConfig, FillBlankConfig, GenerateConfig, RunConfig,
-                     TrainConfig)
+from .config import (BLANK, ClassifyConfig, ClassifyTextConfig, EvaluateConfig,
+                     FillBlankConfig, GenerateConfig, RunConfig, TrainConfig)
 from .data import corpus
 from .data.splits import Splits, load_splits
 from .data.tokenize import tokenize_words
 from .errors import ArgumentParser, SettingError, UserError, user_errors
 from .interrupt import StopFlag
 from .sampling import detokenize, generate_sentence, sentence_markers
-from .tasks import lm
+from .tasks import classify, lm
 from .tasks.lm_engine import LMEngine
 from .metrics import Score
 from .train import TrainerOptions, train
@@ -44,15 +44,18 @@ from .train import TrainerOptions, train
 COMMANDS = {"train": "train a language model (the tutorial's RNN, or the engine: --arch)",
             "generate": "sample sentences from a trained model",
             "evaluate": "score a trained model on a text: perplexity",
-            "fill-blank": "predict the missing word of a sentence"}
+            "fill-blank": "predict the missing word of a sentence",
+            "train-classifier": "train a sentence classifier (the many-to-one RNN)",
+            "classify": "classify sentences with a trained classifier"}
 
 
 def _add_flags(parser: argparse.ArgumentParser, kind: type, given_only: bool) -> None:
     """One flag per field of ``kind``; with ``given_only``, absent flags stay out of the result."""
     for f in dataclasses.fields(kind):
         meta, name = f.metadata, "--" + f.name.replace("_", "-")
-        if f.name == "text":  # fill-blank's one positional argument
-            parser.add_argument("text", help=meta["help"])
+        if f.name in ("text", "file"):  # the one positional argument of fill-blank, classify
+            parser.add_argument(f.name, help=meta["help"], nargs=None if f.name == "text"
+                                else "?", default=f.default)
             continue
         default = argparse.SUPPRESS if given_only else f.default
         if f.type in (bool, "bool"):
@@ -354,8 +357,45 @@ def fill_blank_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@user_errors
+def train_classifier_main(argv: list[str] | None = None) -> int:
+    config, resumed = train_config(argv, ClassifyConfig, "train-classifier")
+    _check_outputs(config)
+    classify.check_model(config)
+    splits = classify.load_data(config)
+    backends.limit_blas_threads(config.train.blas_threads)
+    task = classify.make_task(config, splits, resumed)
+    majority = classify.majority_accuracy(splits)
+    print(f"data: {splits.source}\n  {len(splits.train):,} training, {len(splits.dev):,} dev "
+          f"({splits.dev_source})" + (f", {len(splits.test):,} test" if splits.test else "")
+          + f" sentences; {len(splits.labels)} classes: {', '.join(splits.labels.labels)}"
+          + (f"; {splits.skipped} empty lines skipped" if splits.skipped else "")
+          + f"\nmodel: {classify.describe(task.engine)}, vocabulary {len(task.vocab):,}, "
+          f"{task.engine.n_params():,} parameters\n"
+          f"dev accuracy of always answering the most frequent class: {100 * majority:.2f}%")
+    run_log = {"parameters": task.engine.n_params(), "vocab_size": len(task.vocab),
+               "labels": list(splits.labels.labels), "majority_dev_accuracy": majority}
+    return run_trainer(config, task, classify.trainer_options(config), resumed, run_log,
+                       f"majority class {100 * majority:.2f}%")
+
+
+@user_errors
+def classify_main(argv: list[str] | None = None) -> int:
+    config = _parse(ClassifyTextConfig, argv, "classify")
+    ckpt = load_checkpoint(config.model, ClassifyConfig.task)
+    model = classify.Predictor(ckpt)
+    lines = (classify.read_sentences(config.file) if config.file
+             else [line for line in sys.stdin.read().splitlines() if line.strip()])
+    for line in lines:
+        probs = model(line)
+        best = np.argsort(-probs, kind="stable")[:config.top_k]
+        print("\t".join(f"{ckpt.labels[i]}\t{probs[i]:.4f}" for i in best))
+    return 0
+
+
 MAINS = {"train": train_main, "generate": generate_main, "evaluate": evaluate_main,
-         "fill-blank": fill_blank_main}
+         "fill-blank": fill_blank_main, "train-classifier": train_classifier_main,
+         "classify": classify_main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from .backends import MODES, has_jax
 from .data.corpus import FORMATS
+from .data.labelled import FORMATS as LABELLED_FORMATS
 from .errors import SettingError, UserError
 from .nn.optimizers import OPTIMIZERS
 from .tutorial.numpy_rnn import ACTIVATIONS, TRUNCATIONS
@@ -329,7 +330,6 @@ SECTIONS = TrainConfig.sections()
 
 # --- sentence classification ------------------------------------------------------------
 
-LABELLED_FORMATS = ("auto", "labelled", "csv")
 POOLINGS = ("final", "mean", "max")
 
 
@@ -350,9 +350,9 @@ class ClassifyDataSettings:
                                 "or ./data)", metavar="DIR")
     dev_fraction: float = flag(0.1, "fraction of training sentences held out when there is no "
                                "dev file", metavar="F")
-    folds: int = flag(10, "cross-validation folds of a dataset with no test split (mr)",
-                      metavar="K")
-    fold: int = flag(0, "which fold is the test set", metavar="I")
+    folds: int = flag(0, "cross-validation folds when there is no test split (0: the "
+                      "dataset's protocol, 10 for mr)", metavar="K")
+    fold: int = flag(0, "which cross-validation fold is the test set", metavar="I")
     batch_size: int = flag(32, "sentences per step", metavar="B")
 
     def __post_init__(self) -> None:
@@ -361,9 +361,9 @@ class ClassifyDataSettings:
         if not 0.0 < self.dev_fraction < 0.5:
             raise SettingError("dev_fraction", f"must be between 0 and 0.5, got "
                                f"{self.dev_fraction}")
-        if not 0 <= self.fold < self.folds or self.folds < 2:
-            raise SettingError("fold", f"must be in [0, --folds), with at least 2 folds; got "
-                               f"fold {self.fold} of {self.folds}")
+        if self.folds == 1 or self.fold < 0 or self.fold >= (self.folds or 10):
+            raise SettingError("fold", f"must be in [0, folds), with at least 2 folds; got "
+                               f"fold {self.fold} of {self.folds or 10}")
         if bool(self.dataset) == bool(self.train):
             raise SettingError("dataset", "or {others} is needed, and only one of them",
                                ("train",))
@@ -433,6 +433,22 @@ class ClassifyConfig(RunConfig):
 
 
 RUN_CONFIGS: dict[str, type] = {c.task: c for c in (TrainConfig, ClassifyConfig)}
+
+
+@dataclass(frozen=True)
+class ClassifyTextConfig:
+    """Everything ``rnn-theano classify`` can be told."""
+
+    file: str | None = flag(None, "sentences to classify, one per line (default: standard "
+                            "input)", metavar="FILE")
+    model: str = flag("checkpoints/classifier.npz", "checkpoint written by train-classifier",
+                      metavar="PATH")
+    top_k: int = flag(1, "how many classes to print per sentence, most probable first",
+                      metavar="K")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _positive(self, "top_k")
 
 
 def section_from_dict(kind: type, values: dict[str, Any]) -> Any:

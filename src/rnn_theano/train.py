@@ -50,6 +50,7 @@ class Trainable(Protocol):
 
     n_train_tokens: int
     has_test: bool
+    unit: str  # what n_train_tokens counts: "tokens", or "sentences" for a classifier
 
     def train_steps(self, epoch: int) -> Iterator[Step]: ...
     def evaluate(self, split: str) -> Score: ...
@@ -192,7 +193,8 @@ def _train_epoch(task: Trainable, epoch: int, stop: StopFlag | None) -> tuple[Sc
     The speed leaves out the first step, which pays for compilation on a first run.
     """
     total, tokens, skipped, start, correct = 0.0, 0.0, 0.0, 0.0, None
-    with tqdm(total=task.n_train_tokens, unit="tok", unit_scale=True, desc=f"epoch {epoch}",
+    with tqdm(total=task.n_train_tokens, unit=task.unit.rstrip("s"), unit_scale=True,
+              desc=f"epoch {epoch}",
               file=sys.stderr, dynamic_ncols=True, mininterval=0.5) as bar:
         for step in task.train_steps(epoch):
             if not math.isfinite(step.cost):
@@ -229,12 +231,12 @@ def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
     run.history.append(row)
     run.last = options.criterion(scores["valid"])
     improved = run.last < run.best
-    log(_describe(row) + ("  (best)" if improved and run.epoch > 0 and options.keep_best
+    log(_describe(row, task.unit) + ("  (best)" if improved and run.epoch > 0 and options.keep_best
                           else ""))
     return improved
 
 
-def _describe(row: dict) -> str:
+def _describe(row: dict, unit: str) -> str:
     """A row as one log line: perplexity for a language model, accuracy for a classifier."""
     def measure(split: str) -> str:
         if f"{split}_accuracy" in row:
@@ -244,7 +246,7 @@ def _describe(row: dict) -> str:
     return (f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  held-out loss "
             f"{row['valid_loss']:.4f}  {measure('valid')}"
             + (f"  test {measure('test').split(' ', 1)[1]}" if "test_loss" in row else "")
-            + f"  lr {row['learning_rate']:g}" + (f"  {tps:,.0f} tokens/s" if tps else ""))
+            + f"  lr {row['learning_rate']:g}" + (f"  {tps:,.0f} {unit}/s" if tps else ""))
 
 
 def _finish(task: Trainable, options: TrainerOptions, run: _Run,

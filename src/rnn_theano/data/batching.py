@@ -1,9 +1,9 @@
-"""Minibatches for the language model: time-major (T, B) word ids with a mask.
+"""Minibatches: time-major (T, B) word ids with a mask.
 
-Two ways to cut a corpus into batches, with one interface: ``epoch(k)`` yields the batches of
-epoch k (the same every time it is called with the same k), iterating the object itself yields
-them in a fixed evaluation order, ``len()`` is the number of batches and ``n_tokens`` the
-number of predicted tokens (the perplexity denominator).
+Two ways to cut a corpus into batches for the language model, with one interface:
+``epoch(k)`` yields the batches of epoch k (the same every time it is called with the same k),
+iterating the object itself yields them in a fixed evaluation order, ``len()`` is the number of
+batches and ``n_tokens`` the number of predicted tokens (the perplexity denominator).
 
 ``SentenceBatches`` (sentence mode, the tutorial's units)
     Each sentence ``SENTENCE_START w_1 .. w_n SENTENCE_END`` gives ``x = ids[:-1]``,
@@ -17,6 +17,10 @@ number of predicted tokens (the perplexity denominator).
     (the tail that does not fill a column is dropped), read in windows of ``bptt_len`` steps;
     window k+1 continues where window k ended, so the trainer carries the state across
     windows. Every token after the first of each column is predicted exactly once.
+
+``ClassBatches`` (sentence classification) batch labelled sequences as ``SentenceBatches``
+batch sentences, with the same interface: ``n_examples`` counts the sequences, and a batch is
+(x, mask, labels).
 """
 
 from __future__ import annotations
@@ -43,22 +47,66 @@ def _check_positive(name: str, value: int) -> None:
         raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
 
 
-class SentenceBatches:
+class _LengthBuckets:
+    """Examples batched by similar length, padded; deterministic given ``seed``.
+
+    The ordering shared by sentence and classification batches: a subclass sets
+    ``_lengths`` (the real time steps of each example) and builds a batch from indices.
+    """
+
+    _lengths: np.ndarray
+
+    def __init__(self, batch_size: int, seed: int, pad_multiple: int) -> None:
+        _check_positive("batch_size", batch_size)
+        _check_positive("pad_multiple", pad_multiple)
+        self.batch_size, self.seed, self.pad_multiple = batch_size, seed, pad_multiple
+
+    def __len__(self) -> int:
+        return -(-len(self._lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator:
+        """Batches by increasing length, no shuffling: for evaluation."""
+        order = np.argsort(self._lengths, kind="stable")
+        return (self._batch(chunk) for chunk in self._chunks(order))
+
+    def epoch(self, k: int) -> Iterator:
+        """The shuffled batches of epoch ``k``: a function of (seed, k) only."""
+        rng = np.random.default_rng([self.seed, k])
+        shuffled = rng.permutation(len(self._lengths))
+        # Sort by length, ties in the random order: similar lengths share a batch.
+        order = shuffled[np.argsort(self._lengths[shuffled], kind="stable")]
+        chunks = self._chunks(order)
+        return (self._batch(chunks[i]) for i in rng.permutation(len(chunks)))
+
+    def _chunks(self, order: np.ndarray) -> list[np.ndarray]:
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _batch(self, indices: np.ndarray):
+        raise NotImplementedError
+
+    def _padded(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Zero ids (T, B) and the mask (T, B) of examples ``indices``, T rounded up to
+        ``pad_multiple`` (bounding the number of distinct shapes: a backend with static
+        shapes, JAX, compiles one per shape)."""
+        lengths = self._lengths[indices]
+        T = -(-int(lengths.max()) // self.pad_multiple) * self.pad_multiple
+        mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float32)
+        return np.zeros((T, len(indices)), dtype=np.int32), mask
+
+
+class SentenceBatches(_LengthBuckets):
     """Sentences bucketed by length and padded; deterministic given ``seed``."""
 
     def __init__(self, sequences: Sequence[np.ndarray], batch_size: int, *, seed: int = 0,
                  pad_multiple: int = 1) -> None:
         """``sequences``: encoded sentences, each at least 2 ids (``Vocabulary.encode``).
 
-        ``pad_multiple`` rounds each batch's length up to a multiple of it, which bounds the
-        number of distinct shapes (a backend with static shapes, JAX, compiles one per shape).
+        ``pad_multiple`` rounds each batch's length up to a multiple of it.
         """
-        _check_positive("batch_size", batch_size)
-        _check_positive("pad_multiple", pad_multiple)
+        super().__init__(batch_size, seed, pad_multiple)
         self.sequences = [np.asarray(s, dtype=np.int32) for s in sequences if len(s) >= 2]
         if not self.sequences:
             raise UserError("no sentence with a word to predict: the corpus is empty")
-        self.batch_size, self.seed, self.pad_multiple = batch_size, seed, pad_multiple
         self._lengths = np.array([len(s) - 1 for s in self.sequences])  # predicted tokens
         self.n_tokens = int(self._lengths.sum())
 
@@ -68,36 +116,51 @@ class SentenceBatches:
         """Encode tokenized sentences with ``vocab`` (start and end markers added)."""
         return cls([vocab.encode(s) for s in sentences], batch_size, **kwargs)
 
-    def __len__(self) -> int:
-        return -(-len(self.sequences) // self.batch_size)
-
-    def __iter__(self) -> Iterator[Batch]:
-        """Batches by increasing length, no shuffling: for evaluation."""
-        order = np.argsort(self._lengths, kind="stable")
-        return (self._batch(chunk) for chunk in self._chunks(order))
-
-    def epoch(self, k: int) -> Iterator[Batch]:
-        """The shuffled batches of epoch ``k``: a function of (seed, k) only."""
-        rng = np.random.default_rng([self.seed, k])
-        shuffled = rng.permutation(len(self.sequences))
-        # Sort by length, ties in the random order: similar lengths share a batch.
-        order = shuffled[np.argsort(self._lengths[shuffled], kind="stable")]
-        chunks = self._chunks(order)
-        return (self._batch(chunks[i]) for i in rng.permutation(len(chunks)))
-
-    def _chunks(self, order: np.ndarray) -> list[np.ndarray]:
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-
     def _batch(self, indices: np.ndarray) -> Batch:
-        lengths = self._lengths[indices]
-        T = -(-int(lengths.max()) // self.pad_multiple) * self.pad_multiple
-        x = np.zeros((T, len(indices)), dtype=np.int32)
+        x, mask = self._padded(indices)
         y = np.zeros_like(x)
         for b, i in enumerate(indices):
             ids = self.sequences[i]
             x[:len(ids) - 1, b], y[:len(ids) - 1, b] = ids[:-1], ids[1:]
-        mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float32)  # (T, B)
         return Batch(x, y, mask)
+
+
+class ClassBatch(NamedTuple):
+    """One minibatch of labelled sequences, time-major."""
+
+    x: np.ndarray       # (T, B) int32 word ids
+    mask: np.ndarray    # (T, B) float32, 1 for a real token, 0 for padding
+    labels: np.ndarray  # (B,) int32 class of each row
+
+
+class ClassBatches(_LengthBuckets):
+    """Labelled sequences bucketed by length and padded; deterministic given ``seed``.
+
+    A sequence is read whole (no start or end markers, nothing predicted from it): row b of
+    ``x`` holds sequence b's ids, right-padded. Sequences with no id are left out, with their
+    labels: there is nothing to read.
+    """
+
+    def __init__(self, sequences: Sequence[np.ndarray], labels: np.ndarray, batch_size: int, *,
+                 seed: int = 0, pad_multiple: int = 1) -> None:
+        super().__init__(batch_size, seed, pad_multiple)
+        labels = np.asarray(labels, dtype=np.int32)
+        if len(labels) != len(sequences):
+            raise UserError(f"{len(sequences)} sequences but {len(labels)} labels: each "
+                            "sequence needs one label")
+        kept = [i for i, s in enumerate(sequences) if len(s) >= 1]
+        if not kept:
+            raise UserError("no sequence with a word to classify: the data set is empty")
+        self.sequences = [np.asarray(sequences[i], dtype=np.int32) for i in kept]
+        self.labels = labels[kept]
+        self._lengths = np.array([len(s) for s in self.sequences])
+        self.n_examples = len(self.sequences)
+
+    def _batch(self, indices: np.ndarray) -> ClassBatch:
+        x, mask = self._padded(indices)
+        for b, i in enumerate(indices):
+            x[:len(self.sequences[i]), b] = self.sequences[i]
+        return ClassBatch(x, mask, self.labels[indices])
 
 
 class StreamBatches:

@@ -186,7 +186,7 @@ class TutorialLM:
         sample = np.random.default_rng(self.seed).permutation(len(train))[:TRAIN_EVAL_SENTENCES]
         self.train_sample = [train[i] for i in sample]
         self.n_train_tokens = sum(len(y) for _, y in train)
-        self.has_test = "test" in self.splits
+        self.has_test, self.unit = "test" in self.splits, "tokens"
 
     def train_steps(self, epoch: int) -> Iterator[Step]:
         train = self.splits["train"]
@@ -227,7 +227,7 @@ class EngineLM:
 
     def __post_init__(self) -> None:
         self.n_train_tokens = self.batches["train"].n_tokens
-        self.has_test = "test" in self.batches
+        self.has_test, self.unit = "test" in self.batches, "tokens"
 
     def train_steps(self, epoch: int) -> Iterator[Step]:
         train = self.batches["train"]

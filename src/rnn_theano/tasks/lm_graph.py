@@ -137,14 +137,8 @@ class LMConfig:
 def init_lm_params(config: LMConfig) -> dict[str, np.ndarray]:
     """Fresh parameters, named as in the module docstring, in the config's dtype."""
     rng = np.random.default_rng(config.seed)
-    cell, H, C = CELLS[config.cell], config.hidden_dim, config.vocab_size
-    params = {"embed": rng.uniform(-_EMBED_INIT, _EMBED_INIT, (C, config.embed_dim))}
-    for prefix in config.directions:
-        for i in range(config.layers):
-            layer = init_cell_params(cell, config.embed_dim if i == 0 else H, H, rng,
-                                     bias=not config.no_bias, forget_bias=config.forget_bias,
-                                     identity_init=config.identity_init)
-            params.update({f"{prefix}{i}_{k}": v for k, v in layer.items()})
+    params = init_encoder(config, rng, bias=not config.no_bias, forget_bias=config.forget_bias,
+                          identity_init=config.identity_init)
     scale = 1.0 / np.sqrt(config.top_dim)
     if not config.tie_weights:
         params["out_W"] = rng.uniform(-scale, scale, (config.top_dim, config.output_size))
@@ -155,10 +149,35 @@ def init_lm_params(config: LMConfig) -> dict[str, np.ndarray]:
     return {k: v.astype(config.dtype) for k, v in params.items()}
 
 
+def init_encoder(config: Any, rng: np.random.Generator,
+                 **cell_options: Any) -> dict[str, np.ndarray]:
+    """Fresh ``embed`` (C, E) and the cells of every layer of every direction (float64).
+
+    What the language model and the classifier share: the embedding, then the forward stack's
+    layers, then the backward stack's, drawn from ``rng`` in that order. ``config`` needs
+    ``cell``, ``vocab_size``, ``embed_dim``, ``hidden_dim``, ``layers`` and ``directions``;
+    ``cell_options`` go to ``init_cell_params``.
+    """
+    cell, H = CELLS[config.cell], config.hidden_dim
+    params = {"embed": rng.uniform(-_EMBED_INIT, _EMBED_INIT,
+                                   (config.vocab_size, config.embed_dim))}
+    for prefix in config.directions:
+        for i in range(config.layers):
+            layer = init_cell_params(cell, config.embed_dim if i == 0 else H, H, rng,
+                                     **cell_options)
+            params.update({f"{prefix}{i}_{k}": v for k, v in layer.items()})
+    return params
+
+
 def check_lm_params(config: LMConfig, params: dict[str, np.ndarray]) -> None:
     """Refuse parameters (e.g. from a checkpoint) whose names or shapes do not fit ``config``."""
-    # Shapes of a fresh initialisation: one source of truth for names and shapes.
-    expected = {name: value.shape for name, value in init_lm_params(config).items()}
+    check_param_shapes(init_lm_params(config), params)
+
+
+def check_param_shapes(fresh: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> None:
+    """Refuse ``params`` unless they have the names and shapes of ``fresh``, a fresh
+    initialisation of the same architecture (one source of truth for names and shapes)."""
+    expected = {name: value.shape for name, value in fresh.items()}
     for name, shape in expected.items():
         got = params.get(name)
         if got is None or tuple(got.shape) != shape:

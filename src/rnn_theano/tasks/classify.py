@@ -1,0 +1,199 @@
+"""Sentence classification: the many-to-one RNN, as the trainer and the commands see it.
+
+The tutorial notes that an RNN need not produce an output at every step: to judge a sentence,
+only one output matters. Here a (bidirectional) recurrent stack reads the sentence and the
+sentence vector (its final states, or a pooling over time, ``classify_graph``) goes through a
+softmax over the classes. Training is the one trainer's (``train.train``) with the dev
+accuracy as the monitor: the checkpoint keeps the most accurate model on the dev split, and
+``--patience`` stops training when it has not improved for that many epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import backends
+from ..checkpoint import Checkpoint
+from ..config import ClassifyConfig
+from ..data.batching import ClassBatches
+from ..data import labelled
+from ..data.labelled import Example, LabelledSplits, LabelSet, load_labelled
+from ..data.tokenize import tokenize_words
+from ..data.vocab import Vocabulary
+from ..errors import UserError
+from ..metrics import Score
+from ..train import Schedule, Step, TrainerOptions
+from .classify_engine import ClassifierEngine
+from .classify_graph import ClassifierConfig
+
+
+def graph_config(config: ClassifyConfig, vocab_size: int, n_classes: int) -> ClassifierConfig:
+    """The network's graph settings: the model's own, with the real vocabulary and classes."""
+    m = config.model
+    return ClassifierConfig(cell=m.arch, vocab_size=vocab_size, n_classes=n_classes,
+                            embed_dim=m.embed_dim, hidden_dim=m.hidden_dim, layers=m.layers,
+                            bidirectional=m.bidirectional, pooling=m.pooling,
+                            dropout=m.dropout, seed=config.train.seed)
+
+
+def check_model(config: ClassifyConfig) -> None:
+    """Refuse an impossible network before any data is read."""
+    graph_config(config, config.model.vocab_size, 2)
+
+
+def load_data(config: ClassifyConfig) -> LabelledSplits:
+    """The splits the settings name; a dataset with no test split (MR) gives up one of its
+    cross-validation folds (``--fold`` of ``--folds``, its protocol's 10 by default)."""
+    d = config.data
+    return load_labelled(d.dataset, train=d.train, dev=d.dev, test=d.test, fmt=d.format,
+                         data_dir=d.data_dir, lowercase=config.model.lowercase,
+                         seed=config.train.seed, dev_fraction=d.dev_fraction,
+                         folds=d.folds or None, fold=d.fold)
+
+
+def majority_accuracy(splits: LabelledSplits) -> float:
+    """Dev accuracy of always answering the most frequent training class: the baseline."""
+    top = Counter(e.label for e in splits.train).most_common(1)[0][0]
+    return sum(e.label == top for e in splits.dev) / max(1, len(splits.dev))
+
+
+def class_weights(examples: list[Example], labels: LabelSet) -> np.ndarray:
+    """Inverse training frequency, scaled so that the weights average 1 over the examples."""
+    counts = np.bincount(labels.indices(examples), minlength=len(labels)).astype(float)
+    return len(examples) / (len(labels) * np.maximum(counts, 1.0))
+
+
+def build_engine(config: ClassifyConfig, vocab: Vocabulary, labels: LabelSet,
+                 params: dict[str, np.ndarray] | None = None,
+                 weights: np.ndarray | None = None) -> ClassifierEngine:
+    train = config.train
+    return ClassifierEngine(graph_config(config, len(vocab), len(labels)), params,
+                            class_weights=weights,
+                            mode=backends.prepare(config.model.mode, fixed_shapes=True),
+                            optimizer=train.optimizer, learning_rate=config.lr,
+                            clip_norm=train.clip_norm or None, weight_decay=train.weight_decay)
+
+
+def describe(engine: ClassifierEngine) -> str:
+    c = engine.config
+    return (f"{c.layers}-layer {'bidirectional ' if c.bidirectional else ''}{c.cell.upper()} "
+            f"{c.hidden_dim}, {c.pooling} pooling, embedding {c.embed_dim} (under {engine.mode})")
+
+
+def encode(examples: list[Example], vocab: Vocabulary) -> list[np.ndarray]:
+    return [np.asarray([vocab.id(w) for w in e.words], dtype=np.int32) for e in examples]
+
+
+def trainer_options(config: ClassifyConfig) -> TrainerOptions:
+    train = config.train
+    schedule = Schedule("decay", train.lr_decay, train.decay_after)  # constant at lr-decay 1
+    return TrainerOptions(train.epochs, config.lr, schedule, patience=train.patience,
+                          monitor="accuracy")
+
+
+@dataclass
+class ClassifierTask:
+    """The classifier and its batches, as the trainer sees them (``train.Trainable``)."""
+
+    engine: ClassifierEngine
+    vocab: Vocabulary
+    labels: LabelSet
+    batches: dict[str, ClassBatches]
+
+    def __post_init__(self) -> None:
+        self.n_train_tokens = self.batches["train"].n_examples  # the progress bar counts rows
+        self.has_test, self.unit = "test" in self.batches, "sentences"
+
+    def train_steps(self, epoch: int) -> Iterator[Step]:
+        for x, mask, labels in self.batches["train"].epoch(epoch):
+            result = self.engine.train_step(x, mask, labels)
+            yield Step(result.cost, result.n, result.correct)
+
+    def evaluate(self, split: str) -> Score:
+        total = Score(0.0, 0.0, 0.0)
+        for x, mask, labels in self.batches[split]:
+            r = self.engine.eval_step(x, mask, labels)
+            total = Score(total.total_cost + r.cost, total.n_tokens + r.n,
+                          total.correct + r.correct)
+        return total
+
+    def set_learning_rate(self, lr: float) -> None:
+        self.engine.set_learning_rate(lr)
+
+    def snapshot(self) -> tuple[dict, dict, dict | None]:
+        e = self.engine
+        return e.get_params(), e.get_optimizer_state(), e.get_rng_state()
+
+    def restore(self, snapshot: tuple[dict, dict, dict | None]) -> None:
+        params, optimizer, rng = snapshot
+        for name, value in params.items():
+            self.engine.params[name].set_value(value)
+        self.engine.set_optimizer_state(optimizer)
+        self.engine.set_rng_state(rng)
+
+    def checkpoint(self, config: ClassifyConfig, state: dict) -> Checkpoint:
+        rng = self.engine.get_rng_state()
+        return Checkpoint(self.engine.get_params(), self.vocab, config,
+                          state | ({"dropout_rng": rng} if rng else {}),
+                          self.engine.get_optimizer_state(), tuple(self.labels.labels))
+
+
+def make_task(config: ClassifyConfig, splits: LabelledSplits,
+              resumed: Checkpoint | None) -> ClassifierTask:
+    """The engine (fresh, or the resumed checkpoint's) and the batches of every split."""
+    if resumed:
+        vocab, labels = resumed.vocab, LabelSet(tuple(resumed.labels))
+        unseen = sorted({e.label for e in splits.train} - set(labels.labels))
+        if unseen:
+            raise UserError(f"the training data has labels the checkpoint was not trained "
+                            f"on: {', '.join(unseen)}; train a new classifier")
+    else:
+        vocab = Vocabulary.build([e.words for e in splits.train], config.model.vocab_size)
+        labels = splits.labels
+    weights = class_weights(splits.train, labels) if config.train.class_weights else None
+    engine = build_engine(config, vocab, labels, resumed.params if resumed else None, weights)
+    if resumed:
+        engine.set_rng_state(resumed.state.get("dropout_rng"))
+        if resumed.optimizer and resumed.settings.train.optimizer == config.train.optimizer:
+            engine.set_optimizer_state(resumed.optimizer)
+    named = {"train": splits.train, "valid": splits.dev, "test": splits.test}
+    batches = {k: ClassBatches(encode(v, vocab), labels.indices(v), config.data.batch_size,
+                               seed=config.train.seed, pad_multiple=engine.pad_multiple)
+               for k, v in named.items() if v}
+    return ClassifierTask(engine, vocab, labels, batches)
+
+
+class Predictor:
+    """Class probabilities of raw sentences under a trained classifier's checkpoint."""
+
+    def __init__(self, ckpt: Checkpoint) -> None:
+        self.ckpt, self.labels = ckpt, LabelSet(tuple(ckpt.labels))
+        config: Any = ckpt.settings
+        if config.model.mode == "JAX" and not backends.has_jax():
+            config = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                           mode="AUTO"))
+        self.engine = build_engine(config, ckpt.vocab, self.labels, ckpt.params)
+        self.lowercase = config.model.lowercase
+
+    def __call__(self, sentence: str) -> np.ndarray:
+        """(K,) probabilities of the classes, in ``self.labels`` order."""
+        (ids,) = encode([Example("", tokenize_words(sentence, self.lowercase))], self.ckpt.vocab)
+        # Padded up to the engine's multiple: under JAX each length is a compile of its own.
+        m = self.engine.pad_multiple
+        x = np.zeros((max(m, -(-len(ids) // m) * m), 1), np.int32)
+        mask = np.zeros(x.shape, np.float32)
+        x[:len(ids), 0], mask[:len(ids), 0] = ids, 1.0
+        return np.exp(self.engine.log_probs(x, mask)[0].astype(np.float64))
+
+
+def read_sentences(path: str) -> list[str]:
+    """The non-empty lines of a text file (UTF-8, else Latin-1), to classify one by one."""
+    text, _ = labelled.decode(Path(path), None)
+    return [line for line in text.splitlines() if line.strip()]

@@ -1,0 +1,173 @@
+"""Sentence classification: a many-to-one network over the language model's pieces.
+
+The graph for a time-major batch of T steps and B rows (C words, E embedding, H hidden units,
+L layers, K classes, R = H, or 2H when bidirectional)::
+
+    e = embed[x]                                    (T, B, E)   dropout
+    fwd = forward stack over e, zero initial state  (T, B, H)   (``lm_graph._stack``)
+    back = backward stack over e[::-1]              (T, B, H)   bidirectional only
+    rep = pool(fwd, back)                           (B, R)      dropout
+    log p(k | sentence) = log_softmax(rep out_W + out_b)        (B, K)
+    cost = sum_b w[y_b] CE_b                        summed over rows with a real token
+
+Masking keeps a row's state through its padding (``cells``), so the forward stack's last state
+is the state after the row's last real word, and the backward stack, which reads the reversed
+rows (padding first, keeping its zero state), ends after reading the first word. Pooling:
+
+* ``final``: the forward stack's last state joined with the backward stack's: the two ends of
+  the sentence, each summarised by the stack that reads towards it;
+* ``mean``: the mean over the real steps of the top states, the backward ones put back in
+  forward time so that step t joins the state after word t from each side;
+* ``max``: their elementwise maximum over the real steps (padding cannot win: it is set to a
+  large negative number first).
+
+Parameters: ``embed``, the cells ``l{i}_Wx/Wh/b`` (and ``back{i}_*``) named and initialised as
+the language model's, ``out_W`` (R, K) Uniform(+-1/sqrt(R)) and ``out_b`` (K,) zero.
+
+``class_weights`` (K,) weigh each row's cross-entropy by its label's weight (all ones: the
+plain summed cross-entropy); the engine trains on ``cost / weight``, the weighted mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytensor.tensor as pt
+
+from ..errors import SettingError
+from ..nn.cells import CELLS
+from .lm_graph import (BACKWARD, FORWARD, _Dropout, _stack, _target_log_prob,
+                       check_param_shapes, init_encoder)
+
+Tensor = pt.TensorVariable
+POOLINGS = ("final", "mean", "max")
+
+# Padding's value before max pooling: far below any state a cell reaches (|h| <= 1 for the
+# saturating cells), so the maximum of a row is always one of its real steps.
+_NEG = -1e9
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Everything that defines the classifier: what a checkpoint records to rebuild it."""
+
+    cell: str = "lstm"
+    vocab_size: int = 10_000
+    n_classes: int = 2
+    embed_dim: int = 100
+    hidden_dim: int = 100
+    layers: int = 1
+    bidirectional: bool = True
+    pooling: str = "final"
+    dropout: float = 0.0
+    seed: int = 0
+    float32: bool = True
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise SettingError("cell", f"{self.cell!r} is unknown: use one of {', '.join(CELLS)}")
+        for name in ("vocab_size", "embed_dim", "hidden_dim", "layers"):
+            if getattr(self, name) < 1:
+                raise SettingError(name, f"must be at least 1, got {getattr(self, name)}")
+        if self.n_classes < 2:
+            raise SettingError("n_classes", f"must be at least 2, got {self.n_classes}")
+        if self.pooling not in POOLINGS:
+            raise SettingError("pooling", f"{self.pooling!r} is unknown: use one of "
+                               f"{', '.join(POOLINGS)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+
+    @property
+    def dtype(self) -> str:
+        return "float32" if self.float32 else "float64"
+
+    @property
+    def top_dim(self) -> int:
+        """R: the size of the sentence representation the output layer reads."""
+        return self.hidden_dim * (2 if self.bidirectional else 1)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the stacks: forward, then backward if bidirectional."""
+        return (FORWARD, BACKWARD) if self.bidirectional else (FORWARD,)
+
+
+def init_classifier_params(config: ClassifierConfig) -> dict[str, np.ndarray]:
+    """Fresh parameters, named as in the module docstring, in the config's dtype."""
+    rng = np.random.default_rng(config.seed)
+    params = init_encoder(config, rng)
+    scale = 1.0 / np.sqrt(config.top_dim)
+    params["out_W"] = rng.uniform(-scale, scale, (config.top_dim, config.n_classes))
+    params["out_b"] = np.zeros(config.n_classes)
+    return {k: v.astype(config.dtype) for k, v in params.items()}
+
+
+def check_classifier_params(config: ClassifierConfig, params: dict[str, np.ndarray]) -> None:
+    """Refuse parameters (e.g. from a checkpoint) whose names or shapes do not fit ``config``."""
+    check_param_shapes(init_classifier_params(config), params)
+
+
+@dataclass(frozen=True)
+class ClassifierGraph:
+    """The symbolic inputs and outputs of one classifier graph."""
+
+    x: Tensor              # (T, B) int32 word ids
+    mask: Tensor           # (T, B) 1 for a real token, 0 for padding
+    labels: Tensor         # (B,) int32 class of each row
+    class_weights: Tensor  # (K,) weight of each class's cross-entropy
+    cost: Tensor           # () sum over real rows of w[label] * cross-entropy, in nats
+    n: Tensor              # () rows with at least one real token
+    weight: Tensor         # () sum over real rows of w[label]: the cost's denominator
+    correct: Tensor        # () real rows whose most probable class is their label
+    log_probs: Tensor      # (B, K) log-probabilities of every class
+    updates: dict          # the dropout generator's update (empty without dropout)
+
+
+def build_classifier(config: ClassifierConfig, params: dict[str, Any],
+                     dropout_rng: Any | None = None,
+                     shape: tuple[int, int] | None = None) -> ClassifierGraph:
+    """The graph over the shared ``params``; dropout only when ``dropout_rng`` is given.
+
+    ``shape`` fixes (T, B) in the input types (the JAX backend needs it); ``dropout_rng`` is a
+    shared generator whose update the compiled function must apply (as in ``lm_graph.build_lm``).
+    """
+    T, B = shape or (None, None)
+    x = pt.tensor("x", dtype="int32", shape=(T, B))
+    mask = pt.tensor("mask", dtype=config.dtype, shape=(T, B))
+    labels = pt.tensor("labels", dtype="int32", shape=(B,))
+    class_weights = pt.tensor("class_weights", dtype=config.dtype, shape=(config.n_classes,))
+    drop = _Dropout(config, dropout_rng)
+
+    real = mask.max(axis=0)  # (B,): 1 for a row with a real token, 0 for an empty one
+    rep = drop(_represent(config, params, drop(params["embed"][x]), mask, real, drop))
+    logits = rep.dot(params["out_W"]) + params["out_b"]  # (B, K)
+    weights = class_weights[labels] * real  # (B,)
+    cost = -(_target_log_prob(logits, labels) * weights).sum()
+    hits = pt.cast(pt.eq(pt.argmax(logits, axis=-1), labels), config.dtype)
+    return ClassifierGraph(x, mask, labels, class_weights, cost, real.sum(), weights.sum(),
+                           (hits * real).sum(), pt.special.log_softmax(logits, axis=-1),
+                           drop.updates())
+
+
+def _represent(config: ClassifierConfig, params: dict[str, Any], e: Tensor, mask: Tensor,
+               real: Tensor, drop: _Dropout) -> Tensor:
+    """The sentence representation (B, R) of the embedded batch ``e`` (T, B, E); ``drop``
+    between layers, ``real`` (B,) marks the rows with a real token."""
+    S = CELLS[config.cell].states
+    zeros = pt.zeros((e.shape[1], config.hidden_dim), dtype=config.dtype)  # (B, H)
+    initial = [[zeros] * S] * config.layers
+    tops = [_stack(config, params, FORWARD, e, mask, initial, drop)[0]]
+    if config.bidirectional:
+        back, _ = _stack(config, params, BACKWARD, e[::-1], mask[::-1], initial, drop)
+        tops.append(back)
+    if config.pooling == "final":
+        return pt.concatenate([top[-1] for top in tops], axis=1)
+    # Put the backward states in forward time: step t joins the states after word t.
+    states = pt.concatenate([tops[0], *[top[::-1] for top in tops[1:]]], axis=2)  # (T, B, R)
+    m = mask[:, :, None]
+    if config.pooling == "mean":
+        return (states * m).sum(axis=0) / pt.maximum(mask.sum(axis=0), 1)[:, None]
+    pooled = pt.where(m > 0, states, np.asarray(_NEG, dtype=config.dtype)).max(axis=0)
+    return pt.where(real[:, None] > 0, pooled, 0)  # an empty row: zero, not -1e9
