@@ -8,6 +8,7 @@
 #   make ptb-rnn / ptb-lstm / ptb-gru   the Penn Treebank recipes of configs/ (about 35 minutes each on 2 cores)
 #   make ptb-plots                  their training curves as PNG (needs the [plot] extra)
 #   make gradient-flow              the vanishing-gradient study (docs/gradient-flow.md)
+#   make classify-sst2 / classify-sst5 / classify-trec / classify-mr   sentence classifiers (configs/)
 #
 # Settings below are defaults; override any of them on the command line (make train EPOCHS=2).
 
@@ -44,7 +45,8 @@ PTB_TEST     ?= $${RNN_THEANO_DATA:-data}/ptb/ptb.test.txt
 
 SOURCE_FLAGS := $(if $(DATA),--data $(DATA)) $(if $(CORPUS),--corpus $(CORPUS))
 
-.PHONY: install train generate test bench clean ptb-rnn ptb-lstm ptb-gru ptb-plots gradient-flow
+.PHONY: install train generate test bench clean ptb-rnn ptb-lstm ptb-gru ptb-plots gradient-flow \
+        classify-sst2 classify-sst5 classify-trec classify-mr
 
 install: $(STAMP)
 
@@ -85,6 +87,12 @@ ptb-plots: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[plot]'
 	$(PY) experiments/plot_curves.py $(wildcard $(PTB_OUT)/rnn.json $(PTB_OUT)/lstm.json $(PTB_OUT)/gru.json) \
 	  --reference rnn=124.7 --reference lstm=114.5 --out $(PTB_OUT)/curves.png
+
+# Train a sentence classifier recipe and log every epoch to docs/classification/NAME.json.
+classify-sst2 classify-sst5 classify-trec classify-mr: classify-%: $(STAMP)
+	@mkdir -p docs/classification
+	PYTHONUNBUFFERED=1 $(VENV)/bin/rnn-theano train-classifier --config configs/classify-$*.toml \
+	  --log-json docs/classification/$*.json $(TRAIN_FLAGS) | tee docs/classification/$*.log
 
 gradient-flow: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[plot]'

@@ -110,7 +110,8 @@ def test_config_refuses_impossible_settings() -> None:
 
 
 def test_parameters_are_named_and_shaped_like_the_language_model() -> None:
-    config = ClassifierConfig(cell="gru", vocab_size=C, n_classes=K, embed_dim=5, hidden_dim=4)
+    config = ClassifierConfig(cell="gru", vocab_size=C, n_classes=K, embed_dim=5, hidden_dim=4,
+                              bidirectional=True)
     params = init_classifier_params(config)
     assert {k: v.shape for k, v in params.items()} == {
         "embed": (C, 5), "l0_Wx": (5, 12), "l0_Wh": (4, 12), "l0_b": (12,),

@@ -17,9 +17,11 @@ import pytest
 from rnn_theano import cli
 from rnn_theano.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from rnn_theano.cli import evaluate_main, generate_main, train_main
-from rnn_theano.config import ARCHS, DataSettings, ModelSettings, TrainConfig, TrainSettings
+from rnn_theano.config import (ARCHS, ClassifyConfig, DataSettings, ModelSettings, TrainConfig,
+                               TrainSettings)
 from rnn_theano.data.corpus import load_sentences
 from rnn_theano.data.vocab import Vocabulary
+from rnn_theano.errors import UserError
 from rnn_theano.tasks import lm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,11 +240,21 @@ def test_the_ptb_lstm_recipe():
                             learning_rate=20.0, model_out="checkpoints/ptb-lstm.npz"))
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.toml")))
-def test_every_shipped_recipe_is_an_engine_run_on_ptb(name):
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("ptb-*.toml")))
+def test_every_shipped_lm_recipe_is_an_engine_run_on_ptb(name):
     config, _ = cli.train_config(["--config", str(ROOT / "configs" / name)])
     assert config.model.arch == name.removeprefix("ptb-").removesuffix(".toml")
     assert config.data.corpus == "ptb" and config.model.stream
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("classify-*.toml")))
+def test_every_shipped_classifier_recipe_names_its_dataset(name):
+    config, _ = cli.train_config(["--config", str(ROOT / "configs" / name)], ClassifyConfig,
+                                 "train-classifier")
+    assert config.data.dataset == name.removeprefix("classify-").removesuffix(".toml")
+    assert config.train.model_out == f"checkpoints/{name.removesuffix('.toml')}.npz"
+    with pytest.raises(UserError, match="unknown settings dataset"):
+        cli.train_config(["--config", str(ROOT / "configs" / name)])  # not a language model's
 
 
 @pytest.mark.parametrize("text, needles", [
@@ -490,7 +502,7 @@ def test_ctrl_c_saves_the_model_and_exits_130(small_text, tmp_path, family):
         assert ckpt.params["embed"].shape == (len(ckpt.vocab), 16)
         assert ckpt.state["epoch"] >= 1 and ckpt.state["history"]
         best = min(row["valid_loss"] for row in ckpt.state["history"])
-        assert ckpt.state["best_valid_loss"] == best
+        assert ckpt.state["best"] == best
     else:  # the tutorial's loop saves the model as it was when interrupted
         assert ckpt.params["U"].shape == (16, len(ckpt.vocab))
         assert ckpt.state["interrupted"]

@@ -69,7 +69,7 @@ def test_sentence_mode_checkpoint_records_the_architecture(sentence_model):
     assert [row["epoch"] for row in history] == [1, 2]  # the engine has no untrained row
     assert all(set(row) == ROW_FIELDS | {"test_loss", "test_ppl"} for row in history)
     assert history[-1]["valid_ppl"] < history[0]["train_ppl"]
-    assert ckpt.state["best_valid_loss"] == min(row["valid_loss"] for row in history)
+    assert ckpt.state["best"] == min(row["valid_loss"] for row in history)
     assert all(math.isfinite(row["test_ppl"]) for row in history)  # --test: scored every epoch
     assert ckpt.optimizer["adam_steps"] > 0
 

@@ -65,7 +65,7 @@ def check_same_training(straight: Checkpoint, half: Checkpoint, resumed: Checkpo
     assert len(rows[0]) == len(rows[1])
     for row, expected in zip(rows[1], rows[0]):
         assert row == pytest.approx(expected, rel=1e-6)
-    for key in ("learning_rate", "best_valid_loss"):
+    for key in ("learning_rate", "best"):
         assert resumed.state[key] == pytest.approx(straight.state[key], rel=1e-6)
     assert resumed.state.get("dropout_rng") == straight.state.get("dropout_rng")
 

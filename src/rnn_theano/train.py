@@ -183,7 +183,8 @@ def _epochs(task: Trainable, options: TrainerOptions, run: _Run,
             save(run.state())  # as soon as it is known: a crash later loses nothing
             run.saved = True
         if options.patience and run.since_best >= options.patience:
-            log(f"no better held-out loss for {options.patience} evaluations: stopping early")
+            log(f"no better held-out {options.monitor} for {options.patience} evaluations: "
+                "stopping early")
             break
 
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.compile.mode import Mode
 
 from ..errors import UserError
 from .classify_graph import (ClassifierConfig, build_classifier, check_classifier_params,
@@ -41,21 +40,19 @@ class ClassifierEngine(CompiledModel):
 
     ``params`` (e.g. from a checkpoint) are checked against ``config``; without them the model
     starts from ``init_classifier_params``. ``class_weights`` (K,) weigh each class's
-    cross-entropy (None: all ones). The other settings are ``LMEngine``'s.
+    cross-entropy (None: all ones). ``settings`` are ``LMEngine``'s and have its defaults:
+    ``mode``, ``optimizer``, ``learning_rate``, ``clip_norm``, ``weight_decay``,
+    ``optimizer_options``.
     """
+
+    config: ClassifierConfig
+    _init_params = staticmethod(init_classifier_params)
+    _check_params = staticmethod(check_classifier_params)
 
     def __init__(self, config: ClassifierConfig, params: dict[str, np.ndarray] | None = None,
                  *, class_weights: Sequence[float] | np.ndarray | None = None,
-                 mode: str | Mode = "NUMBA", optimizer: str = "adam",
-                 learning_rate: float = 1e-3, clip_norm: float | None = None,
-                 weight_decay: float = 0.0,
-                 optimizer_options: dict[str, float] | None = None) -> None:
-        if params is None:
-            params = init_classifier_params(config)
-        check_classifier_params(config, params)
-        super().__init__(config, params, mode=mode, optimizer=optimizer,
-                         learning_rate=learning_rate, clip_norm=clip_norm,
-                         weight_decay=weight_decay, optimizer_options=optimizer_options)
+                 **settings: Any) -> None:
+        super().__init__(config, params, **settings)
         self.class_weights = _check_weights(class_weights, config)
 
     def _compile(self, kind: str, shape: tuple[int, int] | None) -> Callable:

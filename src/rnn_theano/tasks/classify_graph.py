@@ -38,8 +38,8 @@ import pytensor.tensor as pt
 
 from ..errors import SettingError
 from ..nn.cells import CELLS
-from .lm_graph import (BACKWARD, FORWARD, _Dropout, _stack, _target_log_prob,
-                       check_param_shapes, init_encoder)
+from .lm_graph import (FORWARD, BACKWARD, EncoderSettings, _Dropout, _stack,
+                       _target_log_prob, check_param_shapes, init_encoder)
 
 Tensor = pt.TensorVariable
 POOLINGS = ("final", "mean", "max")
@@ -50,48 +50,25 @@ _NEG = -1e9
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
-    """Everything that defines the classifier: what a checkpoint records to rebuild it."""
+class ClassifierConfig(EncoderSettings):
+    """Everything that defines the classifier: what a checkpoint records to rebuild it.
 
-    cell: str = "lstm"
-    vocab_size: int = 10_000
+    Fields in order: ``EncoderSettings``'s (cell, vocab_size, embed_dim, hidden_dim, layers,
+    bidirectional, dropout), then these.
+    """
+
     n_classes: int = 2
-    embed_dim: int = 100
-    hidden_dim: int = 100
-    layers: int = 1
-    bidirectional: bool = True
     pooling: str = "final"
-    dropout: float = 0.0
     seed: int = 0
     float32: bool = True
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise SettingError("cell", f"{self.cell!r} is unknown: use one of {', '.join(CELLS)}")
-        for name in ("vocab_size", "embed_dim", "hidden_dim", "layers"):
-            if getattr(self, name) < 1:
-                raise SettingError(name, f"must be at least 1, got {getattr(self, name)}")
+        super().__post_init__()
         if self.n_classes < 2:
             raise SettingError("n_classes", f"must be at least 2, got {self.n_classes}")
         if self.pooling not in POOLINGS:
             raise SettingError("pooling", f"{self.pooling!r} is unknown: use one of "
                                f"{', '.join(POOLINGS)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
-
-    @property
-    def dtype(self) -> str:
-        return "float32" if self.float32 else "float64"
-
-    @property
-    def top_dim(self) -> int:
-        """R: the size of the sentence representation the output layer reads."""
-        return self.hidden_dim * (2 if self.bidirectional else 1)
-
-    @property
-    def directions(self) -> tuple[str, ...]:
-        """Parameter-name prefixes of the stacks: forward, then backward if bidirectional."""
-        return (FORWARD, BACKWARD) if self.bidirectional else (FORWARD,)
 
 
 def init_classifier_params(config: ClassifierConfig) -> dict[str, np.ndarray]:

@@ -28,15 +28,24 @@ from .lm_graph import shared_params
 class CompiledModel:
     """Parameters, optimizer and compiled functions of one model.
 
-    ``params`` are float arrays by name (already checked by the subclass). ``optimizer`` is a
-    name of ``optimizers.OPTIMIZERS``; ``learning_rate`` is a shared scalar, so
-    ``set_learning_rate`` takes effect at the next step without recompiling. ``mode`` is the
-    PyTensor backend. ``config`` needs ``dtype``, ``dropout`` and ``seed``.
+    ``params`` (e.g. from a checkpoint) are checked against ``config`` (``_check_params``);
+    without them the model starts from ``_init_params(config)``. ``optimizer`` is a name of
+    ``optimizers.OPTIMIZERS``; ``learning_rate`` is a shared scalar, so ``set_learning_rate``
+    takes effect at the next step without recompiling. ``mode`` is the PyTensor backend.
+    ``config`` needs ``dtype``, ``dropout`` and ``seed``.
     """
 
-    def __init__(self, config: Any, params: dict[str, np.ndarray], *, mode: str | Mode,
-                 optimizer: str, learning_rate: float, clip_norm: float | None,
-                 weight_decay: float, optimizer_options: dict[str, float] | None) -> None:
+    # A subclass's fresh parameters for a config, and its check of given ones.
+    _init_params: Callable[[Any], dict[str, np.ndarray]]
+    _check_params: Callable[[Any, dict[str, np.ndarray]], None]
+
+    def __init__(self, config: Any, params: dict[str, np.ndarray] | None = None, *,
+                 mode: str | Mode = "NUMBA", optimizer: str = "sgd", learning_rate: float = 1.0,
+                 clip_norm: float | None = None, weight_decay: float = 0.0,
+                 optimizer_options: dict[str, float] | None = None) -> None:
+        if params is None:
+            params = self._init_params(config)
+        self._check_params(config, params)
         self.config, self.mode = config, mode
         self.params = shared_params({k: np.asarray(v, dtype=config.dtype)
                                      for k, v in params.items()})

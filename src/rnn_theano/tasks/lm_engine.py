@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.compile.mode import Mode
 
 from ..data.batching import Batch, SentenceBatches, StreamBatches
 from .engine import CompiledModel
@@ -44,22 +43,17 @@ class StepResult(NamedTuple):
 class LMEngine(CompiledModel):
     """The language model's parameters and compiled functions.
 
-    ``params`` (e.g. from a checkpoint) are checked against ``config``; without them the model
-    starts from ``init_lm_params``. ``optimizer`` is a name of ``optimizers.OPTIMIZERS``;
+    ``LMEngine(config, params=None, *, mode="NUMBA", optimizer="sgd", learning_rate=1.0,
+    clip_norm=None, weight_decay=0.0, optimizer_options=None)``: ``params`` (e.g. from a
+    checkpoint) are checked against ``config``; without them the model starts from
+    ``init_lm_params``. ``optimizer`` is a name of ``optimizers.OPTIMIZERS``;
     ``learning_rate`` is a shared scalar, so ``set_learning_rate`` takes effect at the next
     step without recompiling. ``mode`` is the PyTensor backend.
     """
 
-    def __init__(self, config: LMConfig, params: dict[str, np.ndarray] | None = None, *,
-                 mode: str | Mode = "NUMBA", optimizer: str = "sgd", learning_rate: float = 1.0,
-                 clip_norm: float | None = None, weight_decay: float = 0.0,
-                 optimizer_options: dict[str, float] | None = None) -> None:
-        if params is None:
-            params = init_lm_params(config)
-        check_lm_params(config, params)
-        super().__init__(config, params, mode=mode, optimizer=optimizer,
-                         learning_rate=learning_rate, clip_norm=clip_norm,
-                         weight_decay=weight_decay, optimizer_options=optimizer_options)
+    config: LMConfig
+    _init_params = staticmethod(init_lm_params)
+    _check_params = staticmethod(check_lm_params)
 
     def _compile(self, kind: str, shape: tuple[int, int] | None) -> Callable:
         if kind == "train":

@@ -63,8 +63,9 @@ _EMBED_INIT = 0.1
 
 
 @dataclass(frozen=True)
-class LMConfig:
-    """Everything that defines the network: what a checkpoint records to rebuild it."""
+class EncoderSettings:
+    """The settings of the embedding and the cell stacks, which every model over ``_stack``
+    has (each model adds ``float32`` and ``seed`` in its own field order)."""
 
     cell: str = "lstm"
     vocab_size: int = 10_000
@@ -73,13 +74,6 @@ class LMConfig:
     layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0
-    tie_weights: bool = False
-    float32: bool = True
-    forget_bias: float = 1.0
-    identity_init: bool = False
-    no_bias: bool = False
-    softmax_classes: int = 0
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -89,6 +83,40 @@ class LMConfig:
                 raise SettingError(name, f"must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+
+    @property
+    def dtype(self) -> str:
+        return "float32" if self.float32 else "float64"  # type: ignore[attr-defined]
+
+    @property
+    def top_dim(self) -> int:
+        """H_top: the size of the top states, forward and backward joined."""
+        return self.hidden_dim * (2 if self.bidirectional else 1)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the stacks: forward, then backward if bidirectional."""
+        return (FORWARD, BACKWARD) if self.bidirectional else (FORWARD,)
+
+
+@dataclass(frozen=True)
+class LMConfig(EncoderSettings):
+    """Everything that defines the network: what a checkpoint records to rebuild it.
+
+    Fields in order: ``EncoderSettings``'s (cell, vocab_size, embed_dim, hidden_dim, layers,
+    bidirectional, dropout), then these.
+    """
+
+    tie_weights: bool = False
+    float32: bool = True
+    forget_bias: float = 1.0
+    identity_init: bool = False
+    no_bias: bool = False
+    softmax_classes: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.tie_weights and self.embed_dim != self.top_dim:
             twice = ", twice the hidden size when bidirectional" if self.bidirectional else ""
             raise SettingError("tie_weights", f"needs the embedding size ({self.embed_dim}) to "
@@ -104,20 +132,6 @@ class LMConfig:
                                "class layer's word matrix is laid out by class; drop one")
         if self.identity_init and self.cell != "relu":
             raise SettingError("identity_init", f"is for the relu cell, not {self.cell}")
-
-    @property
-    def dtype(self) -> str:
-        return "float32" if self.float32 else "float64"
-
-    @property
-    def top_dim(self) -> int:
-        """H_top: the size of what the output layer reads."""
-        return self.hidden_dim * (2 if self.bidirectional else 1)
-
-    @property
-    def directions(self) -> tuple[str, ...]:
-        """Parameter-name prefixes of the stacks: forward, then backward if bidirectional."""
-        return (FORWARD, BACKWARD) if self.bidirectional else (FORWARD,)
 
     @property
     def class_size(self) -> int:
