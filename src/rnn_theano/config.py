@@ -76,6 +76,21 @@ def check_fields(settings: Any) -> None:
             raise SettingError(f.name, f"{value!r} is not one of {', '.join(meta['choices'])}")
 
 
+def _at_most_one_of(settings: Any, a: str, b: str, required: bool) -> None:
+    """Two settings that name the same thing two ways (a named dataset, or a file)."""
+    given = bool(getattr(settings, a)) + bool(getattr(settings, b))
+    if given == 2 or (required and not given):
+        raise SettingError(a, "or {others} is needed, and only one of them" if required
+                           else "and {others} cannot both be given: choose one", (b,))
+
+
+def _fraction(settings: Any, name: str) -> None:
+    """A share of the sentences held out: some, and less than half."""
+    value = getattr(settings, name)
+    if not 0.0 < value < 0.5:
+        raise SettingError(name, f"must be between 0 and 0.5, got {value}")
+
+
 def _positive(settings: Any, *names: str) -> None:
     for name in names:
         if not getattr(settings, name) > 0:
@@ -115,12 +130,8 @@ class DataSettings:
         check_fields(self)
         _positive(self, "batch_size", "bptt_len")
         _not_negative(self, "max_sentences")
-        if not 0.0 < self.valid_fraction < 0.5:
-            raise SettingError("valid_fraction", f"must be between 0 and 0.5, got "
-                               f"{self.valid_fraction}")
-        if self.data and self.corpus:
-            raise SettingError("corpus", "and {others} cannot both be given: choose one",
-                               ("data",))
+        _fraction(self, "valid_fraction")
+        _at_most_one_of(self, "corpus", "data", required=False)
 
     def inputs(self) -> dict[str, str | None]:
         """The files the run reads, by setting."""
@@ -358,15 +369,11 @@ class ClassifyDataSettings:
     def __post_init__(self) -> None:
         check_fields(self)
         _positive(self, "batch_size")
-        if not 0.0 < self.dev_fraction < 0.5:
-            raise SettingError("dev_fraction", f"must be between 0 and 0.5, got "
-                               f"{self.dev_fraction}")
+        _fraction(self, "dev_fraction")
         if self.folds == 1 or self.fold < 0 or self.fold >= (self.folds or 10):
             raise SettingError("fold", f"must be in [0, folds), with at least 2 folds; got "
                                f"fold {self.fold} of {self.folds or 10}")
-        if bool(self.dataset) == bool(self.train):
-            raise SettingError("dataset", "or {others} is needed, and only one of them",
-                               ("train",))
+        _at_most_one_of(self, "dataset", "train", required=True)
 
     def inputs(self) -> dict[str, str | None]:
         return {"train": self.train, "dev": self.dev, "test": self.test}
@@ -426,10 +433,10 @@ class ClassifierTrainSettings(TrainSettings):
 class ClassifyConfig(RunConfig):
     """Everything ``rnn-theano train-classifier`` can be told, by section."""
 
-    task: ClassVar[str] = "classify"
     data: ClassifyDataSettings = field(default_factory=ClassifyDataSettings)
     model: ClassifierSettings = field(default_factory=ClassifierSettings)
     train: ClassifierTrainSettings = field(default_factory=ClassifierTrainSettings)
+    task: ClassVar[str] = "classify"
 
 
 RUN_CONFIGS: dict[str, type] = {c.task: c for c in (TrainConfig, ClassifyConfig)}

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
@@ -164,11 +164,7 @@ def corpus_files(name: str, data_dir: Path | None = None, download: bool = True,
 
 def labelled_spec(name: str) -> LabelledSpec:
     """The named sentence-classification dataset; ``UserError`` naming the known ones."""
-    try:
-        return LABELLED[name]
-    except KeyError:
-        raise UserError(f"unknown labelled dataset {name!r}: choose one of "
-                        f"{', '.join(LABELLED)}, or give files of your own") from None
+    return _lookup(LABELLED, name, "labelled dataset", "files of your own")
 
 
 def labelled_files(name: str, data_dir: Path | None = None, download: bool = True,
@@ -179,11 +175,15 @@ def labelled_files(name: str, data_dir: Path | None = None, download: bool = Tru
 
 
 def _spec(name: str) -> CorpusSpec:
+    return _lookup(CORPORA, name, "corpus", "a file or directory of your own")
+
+
+def _lookup(registry: dict[str, Any], name: str, kind: str, instead: str) -> Any:
     try:
-        return CORPORA[name]
+        return registry[name]
     except KeyError:
-        raise UserError(f"unknown corpus {name!r}: choose one of {', '.join(CORPORA)}, or give "
-                        "a file or directory of your own") from None
+        raise UserError(f"unknown {kind} {name!r}: choose one of {', '.join(registry)}, or "
+                        f"give {instead}") from None
 
 
 def _local_files(files: tuple[CorpusFile, ...], data_dir: Path | None, download: bool,

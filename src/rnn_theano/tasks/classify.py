@@ -31,6 +31,7 @@ from ..errors import UserError
 from ..metrics import Score
 from ..train import Schedule, Step, TrainerOptions
 from .classify_engine import ClassifierEngine
+from .engine import EngineTask
 from .classify_graph import ClassifierConfig
 
 
@@ -99,7 +100,7 @@ def trainer_options(config: ClassifyConfig) -> TrainerOptions:
 
 
 @dataclass
-class ClassifierTask:
+class ClassifierTask(EngineTask):
     """The classifier and its batches, as the trainer sees them (``train.Trainable``)."""
 
     engine: ClassifierEngine
@@ -124,25 +125,8 @@ class ClassifierTask:
                           total.correct + r.correct)
         return total
 
-    def set_learning_rate(self, lr: float) -> None:
-        self.engine.set_learning_rate(lr)
-
-    def snapshot(self) -> tuple[dict, dict, dict | None]:
-        e = self.engine
-        return e.get_params(), e.get_optimizer_state(), e.get_rng_state()
-
-    def restore(self, snapshot: tuple[dict, dict, dict | None]) -> None:
-        params, optimizer, rng = snapshot
-        for name, value in params.items():
-            self.engine.params[name].set_value(value)
-        self.engine.set_optimizer_state(optimizer)
-        self.engine.set_rng_state(rng)
-
-    def checkpoint(self, config: ClassifyConfig, state: dict) -> Checkpoint:
-        rng = self.engine.get_rng_state()
-        return Checkpoint(self.engine.get_params(), self.vocab, config,
-                          state | ({"dropout_rng": rng} if rng else {}),
-                          self.engine.get_optimizer_state(), tuple(self.labels.labels))
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.labels.labels)
 
 
 def make_task(config: ClassifyConfig, splits: LabelledSplits,

@@ -209,3 +209,36 @@ def _from_json(value: dict) -> Any:
     if set(value) == {"dtype", "value"}:
         return np.asarray(value["value"], dtype=value["dtype"])
     return {k: _from_json(v) for k, v in value.items()}
+
+
+class EngineTask:
+    """What the trainer asks of any task whose model is a ``CompiledModel`` (``self.engine``)
+    read with ``self.vocab``: its learning rate, its state as a snapshot, and a checkpoint."""
+
+    engine: CompiledModel
+    vocab: Any
+
+    def set_learning_rate(self, lr: float) -> None:
+        self.engine.set_learning_rate(lr)
+
+    def snapshot(self) -> tuple[dict, dict, dict | None]:
+        e = self.engine
+        return e.get_params(), e.get_optimizer_state(), e.get_rng_state()
+
+    def restore(self, snapshot: tuple[dict, dict, dict | None]) -> None:
+        params, optimizer, rng = snapshot
+        for name, value in params.items():
+            self.engine.params[name].set_value(value)
+        self.engine.set_optimizer_state(optimizer)
+        self.engine.set_rng_state(rng)
+
+    def checkpoint(self, config: Any, state: dict) -> Any:
+        from ..checkpoint import Checkpoint
+        rng = self.engine.get_rng_state()
+        return Checkpoint(self.engine.get_params(), self.vocab, config,
+                          state | ({"dropout_rng": rng} if rng else {}),
+                          self.engine.get_optimizer_state(), self.class_names())
+
+    def class_names(self) -> tuple[str, ...]:
+        """A classifier's classes, saved with it (none for a language model)."""
+        return ()

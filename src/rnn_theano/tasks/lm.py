@@ -33,6 +33,7 @@ from ..sampling import NextWordProbs
 from ..train import Schedule, Step, TrainerOptions
 from ..tutorial.numpy_rnn import RNNNumpy
 from ..tutorial.theano_rnn import RNNTheano
+from .engine import EngineTask
 from .lm_engine import LMEngine, batch_steps, evaluate_batches
 from .lm_graph import LMConfig
 
@@ -217,7 +218,7 @@ class TutorialLM:
 
 
 @dataclass
-class EngineLM:
+class EngineLM(EngineTask):
     """The engine and its batches, as the trainer sees them (``train.Trainable``)."""
 
     engine: LMEngine
@@ -239,29 +240,9 @@ class EngineLM:
     def evaluate(self, split: str) -> Score:
         return evaluate_batches(self.engine, self.batches[split], self.stream)
 
-    def set_learning_rate(self, lr: float) -> None:
-        self.engine.set_learning_rate(lr)
-
-    def snapshot(self) -> tuple[dict, dict, dict | None]:
-        e = self.engine
-        return e.get_params(), e.get_optimizer_state(), e.get_rng_state()
-
-    def restore(self, snapshot: tuple[dict, dict, dict | None]) -> None:
-        params, optimizer, rng = snapshot
-        for name, value in params.items():
-            self.engine.params[name].set_value(value)
-        self.engine.set_optimizer_state(optimizer)
-        self.engine.set_rng_state(rng)
-
     def unigram_loss(self) -> float:
         return unigram_loss_of_batches(self.batches["train"], self.batches["valid"],
                                        self.engine.config.vocab_size)
-
-    def checkpoint(self, config: TrainConfig, state: dict) -> Checkpoint:
-        rng = self.engine.get_rng_state()
-        return Checkpoint(self.engine.get_params(), self.vocab, config,
-                          state | ({"dropout_rng": rng} if rng else {}),
-                          self.engine.get_optimizer_state())
 
 
 def make_task(config: TrainConfig, splits: Splits, vocab: Vocabulary,
