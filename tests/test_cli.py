@@ -316,7 +316,7 @@ def test_a_version_1_tutorial_checkpoint_generates_evaluates_and_resumes(small_t
               "W": rng.normal(0, 0.3, (H, H))}
     v1 = write_v1_checkpoint(tmp_path / "v1.npz", params, vocab, {
         "family": "tutorial", "hidden_dim": H, "impl": "numpy", "activation": "tanh",
-        "bptt_truncate": 2, "truncation": "tutorial", "eval_every": 1})
+        "bptt_truncate": 2, "truncation": "tutorial", "eval_every": 1, "data": str(small_text)})
     ckpt = load_checkpoint(v1)
     model = ckpt.settings.model
     assert (model.arch, model.hidden_dim, model.bptt_truncate, model.impl) == \
@@ -331,8 +331,7 @@ def test_a_version_1_tutorial_checkpoint_generates_evaluates_and_resumes(small_t
     ppl = float(re.search(r"perplexity ([\d.]+)", text).group(1))
     assert 1.0 < ppl < 10 * C  # random weights: near the vocabulary's size
     out = tmp_path / "resumed.npz"
-    assert train_main(["--data", str(small_text), "--resume", str(v1), "--epochs", "1",
-                       "--model-out", str(out)]) == 0
+    assert train_main(["--resume", str(v1), "--epochs", "1", "--model-out", str(out)]) == 0
     resumed = load_checkpoint(out)
     assert resumed.settings.model == model and resumed.vocab == vocab
     assert [row["epoch"] for row in resumed.state["history"]] == [0, 1]
@@ -402,9 +401,11 @@ BAD_FILES = ["missing", "empty", "binary", "undecodable", "no body column", "bla
 @pytest.mark.parametrize("resume", [[], ["--resume"]], ids=["fresh", "resumed"])
 @pytest.mark.parametrize("case", BAD_FILES)
 def test_bad_data_files(case, resume, tmp_path, precious, capsys):
-    """Resumed: from the file the run would write, as a user continuing a run does."""
+    """Resumed: from the file the run would write, as a user continuing a run does; it keeps
+    the checkpoint's text, so another --data is refused before it is read."""
     path, needle = bad_files(tmp_path)[case]
-    resume = [*resume, str(precious)] if resume else []
+    if resume:
+        resume, needle = [*resume, str(precious)], "cannot change when resuming"
     check_refused(train_main, ["--data", str(path), *resume, "--model-out", str(precious)],
                   capsys, precious, needle)
 

@@ -17,7 +17,7 @@ from rnn_theano import backends, cli
 from rnn_theano.atomic import write_json
 from rnn_theano.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from rnn_theano.cli import evaluate_main, fill_blank_main, generate_main, train_main
-from rnn_theano.config import ModelSettings, TrainConfig
+from rnn_theano.config import DataSettings, ModelSettings, TrainConfig
 from rnn_theano.data.corpus import load_sentences
 from rnn_theano.tasks.lm import graph_config, model_from_checkpoint
 from rnn_theano.tasks.lm_graph import LMConfig, init_lm_params
@@ -178,7 +178,8 @@ def hide_jax(monkeypatch) -> None:
 def test_jax_mode_without_jax_names_the_install(small_text, precious, tmp_path, capsys,
                                                 monkeypatch):
     vocab = small_vocabulary(small_text)
-    settings = TrainConfig(model=ModelSettings(arch="gru", hidden_dim=4, mode="JAX"))
+    settings = TrainConfig(DataSettings(data=str(small_text)),
+                           ModelSettings(arch="gru", hidden_dim=4, mode="JAX"))
     jax_trained = tmp_path / "jax-trained.npz"
     params = init_lm_params(graph_config(settings.model, len(vocab), seed=0))
     save_checkpoint(jax_trained, Checkpoint(params, vocab, settings, {"epoch": 1}))
@@ -186,7 +187,7 @@ def test_jax_mode_without_jax_names_the_install(small_text, precious, tmp_path, 
     check_refused(train_main, ["--data", str(small_text), "--arch", "gru", "--mode", "JAX",
                                "--model-out", str(precious)], capsys, precious, "[jax]")
     # a run trained under JAX goes on under Numba, the same graph
-    config, _ = cli.train_config(["--data", str(small_text), "--resume", str(jax_trained)])
+    config, _ = cli.train_config(["--resume", str(jax_trained)])
     assert config.model.mode == "AUTO" and config.model.arch == "gru"
     assert backends.resolve(config.model.mode, fixed_shapes=True) == "NUMBA"
 
@@ -226,9 +227,12 @@ def test_bad_evaluate_and_fill_blank_input(sentence_model, capsys):
 def test_resume_keeps_the_engine_and_its_settings(sentence_model, short_reddit, tmp_path,
                                                   capsys):
     out = tmp_path / "more.npz"
-    assert train_main(["--resume", str(sentence_model), "--hidden-dim", "32",
-                       "--model-out", str(out)]) == 0
-    assert "ignored: --hidden-dim" in capsys.readouterr().err  # the model is the checkpoint's
+    for flag, value in (("--hidden-dim", "32"), ("--seed", "5"), ("--valid-fraction", "0.2")):
+        assert train_main(["--resume", str(sentence_model), flag, value,
+                           "--model-out", str(out)]) == 2  # the network, the split: kept
+        err = capsys.readouterr().err
+        assert f"{flag} {value} cannot change when resuming" in err and not out.exists()
+    assert train_main(["--resume", str(sentence_model), "--model-out", str(out)]) == 0
     ckpt = load_checkpoint(out)
     assert ckpt.settings.model == load_checkpoint(sentence_model).settings.model
     # the data too, unless given: the same files, the same batches

@@ -123,8 +123,8 @@ def train_config(argv: list[str] | None, kind: type[RunConfig] = TrainConfig,
         values = {k: v for k, v in recipe.items() if k in names}
         flags = {k: v for k, v in given.items() if k in names}
         if resumed:
-            values |= _resumed_values(name, getattr(resumed.settings, name), flags, resume)
-            flags = {} if name == "model" else flags  # merged above: the network is kept
+            values, flags = values | _resumed_values(name, getattr(resumed.settings, name),
+                                                     flags, resume), {}
         sections[name] = section(**values | flags)
     config = kind(**sections)
     config.model.check_backend()
@@ -133,28 +133,32 @@ def train_config(argv: list[str] | None, kind: type[RunConfig] = TrainConfig,
     return config, resumed
 
 
-# On resume, these model settings may change: they choose how the same network is computed.
-RUNTIME_MODEL_SETTINGS = {"mode", "impl", "float32"}
+# What a resumed run may change. It keeps the rest from its checkpoint whatever the flags say:
+# the network, the text and how it was split into training, dev and test, and the seed that
+# split it and orders the epochs; only how the network is computed and batched may change,
+# and every training setting but the seed.
+FREE_ON_RESUME = {"model": {"mode", "impl", "float32"},
+                  "data": {"batch_size", "bptt_len", "data_dir"}}
 
 
 def _resumed_values(section: str, saved: Any, given: dict[str, Any],
                     resume: str) -> dict[str, Any]:
-    """What a resumed run takes from its checkpoint: the model settings always (but how they
-    are computed), the others unless given; it goes on writing to the file it resumes."""
+    """A resumed run's ``section``: the checkpoint's, with the given settings that may change
+    (``FREE_ON_RESUME``); it goes on writing to the file it resumes, for ``--epochs`` more."""
     values = dataclasses.asdict(saved)
+    free = FREE_ON_RESUME.get(section) or set(values) - {"seed"}
     if section == "train":
+        values.pop("epochs")  # how many more: the flag, or its default
         values.update(model_out=resume, log_json=None)  # never someone else's files
-        return {k: v for k, v in values.items() if k not in ("epochs", "resume")}
-    if section != "model":
-        return values
-    if values["mode"] == "JAX" and not backends.has_jax():
+    if section == "model" and values["mode"] == "JAX" and not backends.has_jax():
         values["mode"] = "AUTO"  # trained under XLA; the same graph runs under Numba
-    ignored = sorted(k for k in given.keys() & values.keys() - RUNTIME_MODEL_SETTINGS
-                     if given[k] != values[k])
-    if ignored:
-        print(f"note: resuming keeps the checkpoint's model settings; ignored: "
-              f"{', '.join('--' + k.replace('_', '-') for k in ignored)}", file=sys.stderr)
-    return values | {k: given[k] for k in given.keys() & RUNTIME_MODEL_SETTINGS}
+    for name in sorted(given.keys() - free):
+        if given[name] != values.get(name):
+            raise SettingError(name, f"{given[name]} cannot change when resuming: the run "
+                               f"goes on with the checkpoint's {values.get(name)} (the same "
+                               "network on the same split of the same text); drop the flag, "
+                               "or train a new model")
+    return values | {k: v for k, v in given.items() if k in free}
 
 
 def _splits(config: TrainConfig) -> Splits:
