@@ -82,14 +82,14 @@ def test_classify_reads_standard_input_and_prints_labels_with_probabilities(trai
 def test_each_command_refuses_the_other_tasks_checkpoint(trained, tmp_path, small_text, capsys):
     out, _ = trained
     assert generate_main(["--model", str(out)]) == 2
-    assert "classify checkpoint" in capsys.readouterr().err
+    assert "a classifier checkpoint" in capsys.readouterr().err
     lm = tmp_path / "lm.npz"
     assert main(["train", "--data", str(small_text), "--impl", "numpy", "--hidden-dim", "4",
                  "--vocab-size", "20", "--model-out", str(lm)]) == 0
     capsys.readouterr()
     assert classify_main(["--model", str(lm)]) == 2
     err = capsys.readouterr().err
-    assert "lm checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert "a language-model checkpoint" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("text, needle", [

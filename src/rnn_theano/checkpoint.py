@@ -64,6 +64,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
 
 
 _COMMANDS = {"lm": "generate, evaluate or fill-blank", "classify": "classify"}
+_KINDS = {"lm": "language-model", "classify": "classifier"}
 
 
 def load_checkpoint(path: str | Path, task: str | None = None) -> Checkpoint:
@@ -71,8 +72,9 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> Checkpoint:
     and so is a checkpoint of another ``task`` than the one asked for."""
     ckpt = _load(Path(path))
     if task is not None and ckpt.settings.task != task:
-        raise UserError(f"{path} is a {ckpt.settings.task} checkpoint, not a {task} one: use "
-                        f"it with rnn-theano {_COMMANDS[ckpt.settings.task]}")
+        raise UserError(f"{path} is a {_KINDS[ckpt.settings.task]} checkpoint, not a "
+                        f"{_KINDS[task]} one: use it with rnn-theano "
+                        f"{_COMMANDS[ckpt.settings.task]}")
     return ckpt
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -37,6 +38,7 @@ from .errors import ArgumentParser, SettingError, UserError, user_errors
 from .interrupt import StopFlag
 from .sampling import detokenize, generate_sentence, sentence_markers
 from .tasks import classify, lm
+from .tasks.engine import continue_from
 from .tasks.lm_engine import LMEngine
 from .metrics import Score
 from .train import TrainerOptions, train
@@ -114,7 +116,8 @@ def train_config(argv: list[str] | None, kind: type[RunConfig] = TrainConfig,
                  command: str = "train") -> tuple[Any, Checkpoint | None]:
     """The run's settings, layered as the module docstring says, and the resumed checkpoint."""
     given = vars(_train_parser(kind, command).parse_args(argv))
-    recipe = read_recipe(given.pop("config"), kind) if "config" in given else {}
+    recipe_path = given.pop("config", None)
+    recipe = read_recipe(recipe_path, kind) if recipe_path else {}
     resume = given.get("resume", recipe.get("resume"))
     resumed = load_checkpoint(resume, kind.task) if resume else None
     sections = {}
@@ -128,6 +131,10 @@ def train_config(argv: list[str] | None, kind: type[RunConfig] = TrainConfig,
         sections[name] = section(**values | flags)
     config = kind(**sections)
     config.model.check_backend()
+    for name in ("model_out", "log_json"):
+        path = getattr(config.train, name)
+        if recipe_path and path and Path(path).resolve() == Path(recipe_path).resolve():
+            raise SettingError(name, f"{path} is the recipe: writing it would destroy it")
     if resumed and {"learning_rate", "optimizer"} & set(given):
         resumed.state["learning_rate"] = config.lr  # a new rate (or rule) starts now
     return config, resumed
@@ -180,8 +187,8 @@ def train_main(argv: list[str] | None = None) -> int:
     model = (lm.model_from_checkpoint(resumed, config=config) if resumed
              else lm.build_model(config, len(vocab)))
     task = lm.make_task(config, splits, vocab, model)
-    if resumed:
-        _continue_from(resumed, config, model)
+    if resumed and isinstance(model, LMEngine):
+        continue_from(model, resumed, config.train.optimizer)
     unigram = task.unigram_loss()
     _report(config, splits, model, len(vocab), task.n_train_tokens, unigram)
     run_log = {"parameters": lm.count_params(model), "vocab_size": len(vocab),
@@ -222,24 +229,27 @@ def _check_outputs(config: TrainConfig) -> None:
             raise SettingError(name, f"{path} cannot be written: a folder is in the way")
         if parent is not None and not os.access(parent, os.W_OK):
             raise SettingError(name, f"{path} cannot be written: {parent} is not writable")
-    out = Path(config.train.model_out)
-    if out.is_file() and not zipfile.is_zipfile(out):
-        raise SettingError("model_out", f"{out} exists and is not an rnn-theano checkpoint: "
-                           "choose another path, or remove the file")
+    _check_replaceable(config)
 
 
-def _continue_from(resumed: Checkpoint, config: TrainConfig, model: lm.Model) -> None:
-    """Carry the optimizer's and the dropout generator's state over into a resumed run."""
-    if not isinstance(model, LMEngine):
-        return
-    model.set_rng_state(resumed.state.get("dropout_rng"))
-    if not resumed.optimizer:
-        return
-    if resumed.settings.train.optimizer == config.train.optimizer:
-        model.set_optimizer_state(resumed.optimizer)
-    else:
-        print(f"note: the checkpoint was trained with {resumed.settings.train.optimizer}; "
-              f"{config.train.optimizer} starts from a fresh state", file=sys.stderr)
+def _check_replaceable(config: RunConfig) -> None:
+    """An existing output is replaced only by its own kind: a checkpoint of the same task, a
+    JSON log. Anything else there (a corpus, a recipe, another task's model) is refused."""
+    out, log = Path(config.train.model_out), config.train.log_json
+    if out.is_file():
+        try:
+            kind = load_checkpoint(out).settings.task if zipfile.is_zipfile(out) else None
+        except UserError:
+            kind = None
+        if kind != config.task:
+            raise SettingError("model_out", f"{out} exists and is not an rnn-theano "
+                               f"{config.task} checkpoint: choose another path, or remove it")
+    if log and Path(log).is_file():
+        try:
+            json.loads(Path(log).read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise SettingError("log_json", f"{log} exists and is not a JSON log: choose "
+                               "another path, or remove it") from None
 
 
 def _report(config: TrainConfig, splits: Splits, model: lm.Model, vocab_size: int,
@@ -262,7 +272,8 @@ def _final_scores(task: Any, options: TrainerOptions, state: dict, saved: str,
     kept = (min(history, key=lambda row: options.criterion(_row_score(row, "valid")))
             if options.keep_best else history[-1])
     print(f"held-out {_measure(_row_score(kept, 'valid'))} (epoch {kept['epoch']}; {saved}")
-    extra = {"best_valid_ppl": kept["valid_ppl"]}
+    extra = {"best_valid_ppl": kept["valid_ppl"]} | (
+        {"best_valid_accuracy": kept["valid_accuracy"]} if "valid_accuracy" in kept else {})
     if task.has_test and not state.get("interrupted"):
         score = task.evaluate("test")
         print(f"test {_measure(score)} over {score.n_tokens:,.0f} "

@@ -384,8 +384,8 @@ class ClassifierSettings:
     """The classifier network, and how it reads text: what a checkpoint rebuilds it from."""
 
     arch: str = flag("lstm", "recurrent cell", ARCHS[1:])
-    vocab_size: int = flag(20000, "the N-1 most frequent training words plus the unknown-word "
-                           "token", metavar="N")
+    vocab_size: int = flag(20000, "vocabulary size: the most frequent training words and the "
+                           "unknown-word token (and the two sentence markers)", metavar="N")
     embed_dim: int = flag(300, "word embedding size", metavar="E")
     hidden_dim: int = flag(150, "state size of each direction", metavar="H")
     layers: int = flag(1, "stacked recurrent layers", metavar="N")
@@ -399,7 +399,10 @@ class ClassifierSettings:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        _positive(self, "vocab_size", "embed_dim", "hidden_dim", "layers")
+        _positive(self, "embed_dim", "hidden_dim", "layers")
+        if self.vocab_size < 4:
+            raise SettingError("vocab_size", f"must be at least 4 (a word, the unknown word "
+                               f"and the two sentence markers), got {self.vocab_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
 
@@ -424,6 +427,8 @@ class ClassifierTrainSettings(TrainSettings):
     patience: int = flag(3, "stop after N epochs without a better dev accuracy (0: off)",
                          metavar="N")
     clip_norm: float = flag(5.0, "clip the gradient to this global norm (0: off)", metavar="C")
+    lr_decay: float = flag(1.0, "multiply the learning rate by F each epoch after "
+                           "--decay-after (1: a constant rate)", metavar="F")
     class_weights: bool = flag(False, "weight each class's loss by the inverse of its training "
                                "frequency")
     model_out: str = flag("checkpoints/classifier.npz", "checkpoint to write", metavar="PATH")

@@ -1,18 +1,20 @@
 """The trainer: one loop for every model.
 
-It drives a ``Trainable`` (a model with its data: ``tasks.lm`` builds them) through epochs:
+It drives a ``Trainable`` (a model with its data: ``tasks.lm`` and ``tasks.classify`` build
+them) through epochs:
 each epoch runs the task's update steps with a progress bar, then scores the held-out data,
 records one row of history, adapts the learning rate by its ``Schedule``, saves a checkpoint
 and decides whether to go on. Guards: a NaN or infinite training loss stops at once, the
 checkpoint untouched; Ctrl-C (through ``interrupt.StopFlag``) stops between two steps and
-leaves a checkpoint; ``patience`` epochs without a better held-out loss stop early. A run
-resumes from the ``state`` its checkpoint holds.
+leaves a checkpoint; ``patience`` evaluations without a better held-out ``monitor`` (loss,
+or a classifier's accuracy) stop early. A run resumes from the ``state`` its checkpoint holds.
 
 History rows (one schema for every model): ``epoch``, ``learning_rate`` (the rate the epoch
 trained with), ``train_loss``/``train_ppl``, ``valid_loss``/``valid_ppl``, optional
-``test_loss``/``test_ppl``, ``tokens_per_second`` (0 for the untrained row) and ``seconds``
-since the run started. Losses are mean cross-entropy per predicted token in nats
-(``metrics``).
+``test_loss``/``test_ppl``, ``*_accuracy`` for a classifier, ``tokens_per_second`` (tokens or
+sentences, the task's ``unit``; 0 for the untrained row) and ``seconds`` since the run
+started. Losses are mean cross-entropy in nats per predicted token, or per classified
+sentence (``metrics``).
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class TrainerOptions:
     patience: int = 0
     eval_every: int = 1
     monitor: str = "loss"
+    test_each_evaluation: bool = True  # False: the test set is scored once, after training
 
     def criterion(self, score: Score) -> float:
         """What the best model minimises."""
@@ -221,7 +224,7 @@ def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
     fresh_train = options.schedule.watches_training_loss or running is None
     scores = {"train": task.evaluate("train") if fresh_train else running,
               "valid": task.evaluate("valid")}
-    if task.has_test and run.epoch > 0:
+    if task.has_test and run.epoch > 0 and options.test_each_evaluation:
         scores["test"] = task.evaluate("test")
     row = {"epoch": run.epoch, "learning_rate": run.lr}
     for split, score in scores.items():

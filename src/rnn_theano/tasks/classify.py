@@ -31,7 +31,7 @@ from ..errors import UserError
 from ..metrics import Score
 from ..train import Schedule, Step, TrainerOptions
 from .classify_engine import ClassifierEngine
-from .engine import EngineTask
+from .engine import EngineTask, continue_from
 from .classify_graph import ClassifierConfig
 
 
@@ -96,7 +96,7 @@ def trainer_options(config: ClassifyConfig) -> TrainerOptions:
     train = config.train
     schedule = Schedule("decay", train.lr_decay, train.decay_after)  # constant at lr-decay 1
     return TrainerOptions(train.epochs, config.lr, schedule, patience=train.patience,
-                          monitor="accuracy")
+                          monitor="accuracy", test_each_evaluation=False)
 
 
 @dataclass
@@ -144,9 +144,7 @@ def make_task(config: ClassifyConfig, splits: LabelledSplits,
     weights = class_weights(splits.train, labels) if config.train.class_weights else None
     engine = build_engine(config, vocab, labels, resumed.params if resumed else None, weights)
     if resumed:
-        engine.set_rng_state(resumed.state.get("dropout_rng"))
-        if resumed.optimizer and resumed.settings.train.optimizer == config.train.optimizer:
-            engine.set_optimizer_state(resumed.optimizer)
+        continue_from(engine, resumed, config.train.optimizer)
     named = {"train": splits.train, "valid": splits.dev, "test": splits.test}
     batches = {k: ClassBatches(encode(v, vocab), labels.indices(v), config.data.batch_size,
                                seed=config.train.seed, pad_multiple=engine.pad_multiple)
@@ -178,6 +176,6 @@ class Predictor:
 
 
 def read_sentences(path: str) -> list[str]:
-    """The non-empty lines of a text file (UTF-8, else Latin-1), to classify one by one."""
+    """The non-empty lines of a text file (UTF-8, else Windows-1252 or Latin-1)."""
     text, _ = labelled.decode(Path(path), None)
     return [line for line in text.splitlines() if line.strip()]

@@ -9,6 +9,7 @@ streams are saved and restored by the same methods.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -242,3 +243,16 @@ class EngineTask:
     def class_names(self) -> tuple[str, ...]:
         """A classifier's classes, saved with it (none for a language model)."""
         return ()
+
+
+def continue_from(engine: CompiledModel, resumed: Any, optimizer: str) -> None:
+    """Carry a checkpoint's dropout streams and optimizer state over into a resumed run (the
+    optimizer's only when it is the same one: another starts fresh, with a note)."""
+    engine.set_rng_state(resumed.state.get("dropout_rng"))
+    if not resumed.optimizer:
+        return
+    if resumed.settings.train.optimizer == optimizer:
+        engine.set_optimizer_state(resumed.optimizer)
+    else:
+        print(f"note: the checkpoint was trained with {resumed.settings.train.optimizer}; "
+              f"{optimizer} starts from a fresh state", file=sys.stderr)
