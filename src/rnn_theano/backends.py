@@ -39,6 +39,12 @@ def resolve(mode: str, *, fixed_shapes: bool) -> str:
     return "JAX" if fixed_shapes and has_jax() else "NUMBA"
 
 
+def loadable(mode: str) -> str:
+    """The mode a saved model runs under here: one trained under ``JAX`` runs as ``AUTO``
+    where jax is not installed (the same graph, under Numba)."""
+    return "AUTO" if mode == "JAX" and not has_jax() else mode
+
+
 def prepare(mode: str, *, fixed_shapes: bool = True) -> str:
     """Resolve ``mode`` and set its backend up (once per process); returns the resolved mode."""
     mode = resolve(mode, fixed_shapes=fixed_shapes)

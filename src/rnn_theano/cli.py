@@ -6,8 +6,9 @@ have been checked.
 
 Training settings come in layers, each overriding the one before: the defaults of
 ``config.py``, a recipe (``--config FILE.toml``, keys named as the flags), the checkpoint of
-``--resume`` (for everything not given; its model settings always win: a resumed run keeps
-its architecture), and the flags given on the command line.
+``--resume``, and the flags given on the command line. A resumed run keeps what defines it
+(the network, the text and its split, the seed: ``FREE_ON_RESUME`` lists what may change);
+a flag that would change it is refused.
 """
 
 from __future__ import annotations
@@ -157,8 +158,8 @@ def _resumed_values(section: str, saved: Any, given: dict[str, Any],
     if section == "train":
         values.pop("epochs")  # how many more: the flag, or its default
         values.update(model_out=resume, log_json=None)  # never someone else's files
-    if section == "model" and values["mode"] == "JAX" and not backends.has_jax():
-        values["mode"] = "AUTO"  # trained under XLA; the same graph runs under Numba
+    if section == "model":
+        values["mode"] = backends.loadable(values["mode"])
     for name in sorted(given.keys() - free):
         if given[name] != values.get(name):
             raise SettingError(name, f"{given[name]} cannot change when resuming: the run "
@@ -218,7 +219,7 @@ def run_trainer(config: RunConfig, task: Any, options: TrainerOptions,
     return 130 if state.get("interrupted") else 0
 
 
-def _check_outputs(config: TrainConfig) -> None:
+def _check_outputs(config: RunConfig) -> None:
     """Refuse, before any work, outputs that cannot be written or would destroy a file."""
     for name, path in (("model_out", config.train.model_out), ("log_json", config.train.log_json)):
         if path is None:

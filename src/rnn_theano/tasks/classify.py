@@ -158,9 +158,8 @@ class Predictor:
     def __init__(self, ckpt: Checkpoint) -> None:
         self.ckpt, self.labels = ckpt, LabelSet(tuple(ckpt.labels))
         config: Any = ckpt.settings
-        if config.model.mode == "JAX" and not backends.has_jax():
-            config = dataclasses.replace(config, model=dataclasses.replace(config.model,
-                                                                           mode="AUTO"))
+        config = dataclasses.replace(config, model=dataclasses.replace(
+            config.model, mode=backends.loadable(config.model.mode)))
         self.engine = build_engine(config, ckpt.vocab, self.labels, ckpt.params)
         self.lowercase = config.model.lowercase
 

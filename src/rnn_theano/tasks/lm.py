@@ -90,16 +90,10 @@ def model_from_checkpoint(ckpt: Checkpoint, config: TrainConfig | None = None,
     """Rebuild the saved model, with the training settings of ``config`` (a resumed run) or
     the checkpoint's; ``model_overrides`` may change e.g. ``impl`` or ``mode``."""
     config = config or ckpt.settings
-    model = config.model
-    if model.mode == "JAX" and "mode" not in model_overrides:
-        # Trained under XLA; the same graph runs under Numba where jax is not installed.
-        model_overrides["mode"] = "AUTO"
-    model = dataclasses.replace(model, **model_overrides)
-    if model.is_tutorial:
+    model = dataclasses.replace(config.model, **{"mode": backends.loadable(config.model.mode),
+                                                 **model_overrides})
+    if model.is_tutorial:  # the engine checks its parameters' shapes itself
         _check_tutorial_params(ckpt)
-    elif ckpt.params.get("embed", np.zeros((0, 0))).shape[0] != len(ckpt.vocab):
-        raise UserError(f"checkpoint vocabulary has {len(ckpt.vocab)} words but the model's "
-                        "embedding does not: the file is damaged, retrain it")
     return build_model(dataclasses.replace(config, model=model), len(ckpt.vocab), ckpt.params)
 
 
