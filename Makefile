@@ -9,6 +9,7 @@
 #   make ptb-plots                  their training curves as PNG (needs the [plot] extra)
 #   make gradient-flow              the vanishing-gradient study (docs/gradient-flow.md)
 #   make classify-sst2 / classify-sst5 / classify-trec / classify-mr   sentence classifiers (configs/)
+#   make classify-results    every classifier recipe over 3 seeds: docs/classification/
 #
 # Settings below are defaults; override any of them on the command line (make train EPOCHS=2).
 
@@ -46,7 +47,7 @@ PTB_TEST     ?= $${RNN_THEANO_DATA:-data}/ptb/ptb.test.txt
 SOURCE_FLAGS := $(if $(DATA),--data $(DATA)) $(if $(CORPUS),--corpus $(CORPUS))
 
 .PHONY: install train generate test bench clean ptb-rnn ptb-lstm ptb-gru ptb-plots gradient-flow \
-        classify-sst2 classify-sst5 classify-trec classify-mr
+        classify-sst2 classify-sst5 classify-trec classify-mr classify-results
 
 install: $(STAMP)
 
@@ -93,6 +94,11 @@ classify-sst2 classify-sst5 classify-trec classify-mr: classify-%: $(STAMP)
 	@mkdir -p docs/classification
 	PYTHONUNBUFFERED=1 $(VENV)/bin/rnn-theano train-classifier --config configs/classify-$*.toml \
 	  --log-json docs/classification/$*.json $(TRAIN_FLAGS) | tee docs/classification/$*.log
+
+# Every recipe with seeds 0, 1, 2 (MR: all 10 folds each), the table and TREC's confusion matrix.
+classify-results: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[plot]'
+	PYTHONUNBUFFERED=1 $(PY) experiments/classify_results.py --out docs/classification $(TRAIN_FLAGS)
 
 gradient-flow: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[plot]'

@@ -13,11 +13,18 @@ Configurations (the same model on the same data for every implementation of a ro
     c  PTB "small": LSTM 2x200, C=10,000, batch 20, unroll 20, stream mode, SGD lr 20,
        clip 0.25 (Zaremba's lr 1 / clip 5 on a mean loss): engine, peer
     d  GRU 2x200, otherwise as c: engine, peer
+    e  the sentence classifier of configs/classify-sst2.toml: bidirectional LSTM 2x150 over
+       embeddings of 300, max pooling over the real steps, dropout 0.5 on the embeddings and
+       the sentence vector, softmax over the classes, mean cross-entropy over the sentences,
+       Adam lr 0.001, clip 5, 32 sentences a batch bucketed by length: engine, peer
 
 The text is Penn Treebank's training file (``ptb/ptb.train.txt`` under ``--data-dir``, default
 ``$RNN_THEANO_DATA`` or ``./data``), one sentence a line, mapped to each configuration's
 vocabulary; without it the built-in corpus (Python's documentation) is used; ``--synthetic``
-uses random words (for tests).
+uses random words (for tests). Config e trains on SST-2's training sentences
+(``sentences/stsa.binary.train``, never downloaded here); without them, or with
+``--synthetic``, on the sentences above with seeded random binary labels (the speed does not
+depend on the labels). Its first loss is computed without dropout (see ``_classify_model``).
 
 Each implementation runs in a subprocess of its own (so its peak RSS is its own); those of
 one configuration run side by side and take turns through a lock file (see ``turn``), so
@@ -54,6 +61,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +77,9 @@ TORCH_VENV = ROOT / ".venv-torch"
 
 
 def configs(tiny: bool) -> dict[str, dict]:
-    """The four configurations; ``tiny`` shrinks every dimension (for the test)."""
+    """The configurations; ``tiny`` shrinks every dimension (for the test)."""
     C8, C10, H1, H2 = (40, 50, 8, 8) if tiny else (8000, 10_000, 100, 200)
+    E3, H3 = (8, 6) if tiny else (300, 150)
     lm = lambda cell, C, E, H, L: dict(cell=cell, vocab_size=C, embed_dim=E,  # noqa: E731
                                        hidden_dim=H, layers=L)
     return {
@@ -86,6 +95,13 @@ def configs(tiny: bool) -> dict[str, dict]:
         "d": dict(kind="lm", title=f"GRU 2x{H2} C={C10}, batch 20, unroll 20",
                   lm=lm("gru", C10, H2, H2, 2), batch_size=20, bptt_len=20, stream=True,
                   learning_rate=20.0, clip_norm=0.25, impls=["engine", "pytorch"]),
+        # configs/classify-sst2.toml; the vocabulary is the training words', up to 20,000.
+        "e": dict(kind="classify",
+                  title=f"BiLSTM classifier 2x{H3} E={E3}, max pool, 32 sentences/step, Adam",
+                  net=dict(cell="lstm", vocab_size=20_000, embed_dim=E3, hidden_dim=H3,
+                           layers=1, bidirectional=True, pooling="max", dropout=0.5),
+                  batch_size=32, learning_rate=0.001, clip_norm=5.0,
+                  impls=["engine", "pytorch"]),
     }
 
 
@@ -98,17 +114,19 @@ def flops_per_token(cfg: dict) -> float:
 
     tutorial: W s (H^2) + V s (H C)  [U x_t is a column gather, free]
     lm:       sum over layers of (D_i + H) G H  +  H C    [embedding gather free]
+    classify: directions x sum over layers of (D_i + H) G H   [the output layer, 2H x K
+              per sentence, not per word, is not counted]
     """
     if cfg["kind"] == "tutorial":
         H, C = cfg["hidden_dim"], cfg["vocab_size"]
-        macs = H * H + H * C
-    else:
-        lm = cfg["lm"]
-        G = {"rnn": 1, "gru": 3, "lstm": 4}[lm["cell"]]
-        H, C = lm["hidden_dim"], lm["vocab_size"]
-        macs = sum(((lm["embed_dim"] if i == 0 else H) + H) * G * H for i in range(lm["layers"]))
-        macs += H * C
-    return 6.0 * macs
+        return 6.0 * (H * H + H * C)
+    net = cfg["lm"] if cfg["kind"] == "lm" else cfg["net"]
+    G = {"rnn": 1, "gru": 3, "lstm": 4}[net["cell"]]
+    H = net["hidden_dim"]
+    macs = sum(((net["embed_dim"] if i == 0 else H) + H) * G * H for i in range(net["layers"]))
+    if cfg["kind"] == "lm":
+        return 6.0 * (macs + H * net["vocab_size"])
+    return 6.0 * macs * (2 if net["bidirectional"] else 1)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -139,7 +157,7 @@ def write_data(name: str, cfg: dict, sentences: list[list[str]], budget: int, wo
 
     ``budget``: trained tokens per repetition (whole sentences or windows, at least that many).
     """
-    make = tutorial_data if cfg["kind"] == "tutorial" else lm_data
+    make = {"tutorial": tutorial_data, "lm": lm_data, "classify": classify_data}[cfg["kind"]]
     path = workdir / f"data_{name}.npz"
     np.savez(path, **make(cfg, sentences, budget, seed))
     return path
@@ -170,17 +188,66 @@ def lm_data(cfg: dict, sentences: list[list[str]], budget: int,
     from rnn_theano.tasks.lm_graph import LMConfig, init_lm_params
     batches = (_stream_batches if cfg["stream"] else _sentence_batches)(cfg, sentences, budget,
                                                                         seed)
-    T = max(b.x.shape[0] for b in batches)
-
-    def stack(name: str, dtype) -> np.ndarray:
-        arrays = [getattr(b, name) for b in batches]
-        return np.stack([np.pad(a, ((0, T - a.shape[0]), (0, 0))) for a in arrays]).astype(dtype)
-
     params = init_lm_params(LMConfig(**cfg["lm"], float32=True, seed=seed))
-    return {"x": stack("x", np.int32), "y": stack("y", np.int32),
-            "mask": stack("mask", np.float32),
-            "lengths": np.array([b.x.shape[0] for b in batches], dtype=np.int64),
+    return {**_stacked(batches, x=np.int32, y=np.int32, mask=np.float32),
             **{f"p_{k}": v for k, v in params.items()}}
+
+
+def _stacked(batches: list, **fields) -> dict[str, np.ndarray]:
+    """The time-major fields (name=dtype) of ``batches`` padded to one length and stacked
+    (N, T, B), and each batch's own length (``lengths``)."""
+    T = max(b.x.shape[0] for b in batches)
+    out = {name: np.stack([np.pad(getattr(b, name), ((0, T - b.x.shape[0]), (0, 0)))
+                           for b in batches]).astype(dtype) for name, dtype in fields.items()}
+    return out | {"lengths": np.array([b.x.shape[0] for b in batches], dtype=np.int64)}
+
+
+def classify_data(cfg: dict, examples: list, budget: int, seed: int) -> dict[str, np.ndarray]:
+    """Config e: the first full batches of epoch 0 of ``ClassBatches`` over the labelled
+    ``examples`` (``Example``s), until ``budget`` words, stacked as ``lm_data`` stacks them,
+    with their labels (N, B); ``p_``-prefixed initial parameters of the classifier."""
+    from rnn_theano.data.batching import ClassBatches
+    from rnn_theano.data.labelled import LabelSet
+    from rnn_theano.data.vocab import Vocabulary
+    from rnn_theano.tasks.classify import encode
+    from rnn_theano.tasks.classify_graph import ClassifierConfig, init_classifier_params
+    net, B = cfg["net"], cfg["batch_size"]
+    vocab = Vocabulary.build([e.words for e in examples], net["vocab_size"])
+    labels = LabelSet.of(examples)
+    batches, total = [], 0
+    # pad_multiple 1, as the recipe batches under Numba: every row of a batch has nearly the
+    # same length, so no implementation computes much on padding.
+    for batch in ClassBatches(encode(examples, vocab), labels.indices(examples), B,
+                              seed=seed).epoch(0):
+        if batch.x.shape[1] == B:
+            batches.append(batch)
+            total += batch.mask.sum()
+            if total >= budget:
+                break
+    params = init_classifier_params(ClassifierConfig(**(net | dict(vocab_size=len(vocab))),
+                                                     n_classes=len(labels), seed=seed))
+    return {**_stacked(batches, x=np.int32, mask=np.float32),
+            "labels": np.stack([b.labels for b in batches]).astype(np.int32),
+            **{f"p_{k}": v for k, v in params.items()}}
+
+
+def load_labelled_corpus(args, sentences: list[list[str]]) -> tuple[str, list]:
+    """Config e's labelled sentences (``Example``s) and the name of their source: SST-2's
+    training split from ``--data-dir``, else (or with ``--synthetic``) ``sentences`` with
+    seeded random binary labels."""
+    from rnn_theano.data.datasets import default_data_dir
+    from rnn_theano.data.labelled import Example, load_labelled
+    from rnn_theano.errors import UserError
+    if not args.synthetic:
+        data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+        try:  # never downloaded here: a benchmark does not reach the network
+            train = load_labelled("sst2", data_dir=data_dir, download=False).train
+            return f"sst2 (stsa.binary.train, {len(train):,} sentences)", train
+        except UserError:
+            pass
+    labels = np.random.default_rng(0).integers(0, 2, len(sentences))
+    return ("the corpus's sentences, random binary labels",
+            [Example(str(label), words) for label, words in zip(labels, sentences)])
 
 
 def _stream_batches(cfg: dict, sentences: list[list[str]], budget: int, seed: int) -> list:
@@ -299,13 +366,16 @@ def timed_reps(items, step, threads_list, warmup, reps, set_threads, lock=None):
 
 
 def _model(spec: dict):
-    """Implementation ``spec['impl']`` on the spec's data: (items, step, first_call).
+    """Implementation ``spec['impl']`` on the spec's data: (items, step, first_call, check).
 
     ``step(*item)`` trains on one item and returns its token count; ``first_call(*item)``
-    trains on it and returns its mean cross-entropy (the first loss of the table).
+    trains on it and returns its mean cross-entropy (the first loss of the table). ``check``
+    is None, or ``check(*item)`` returns the first loss instead, computed at the initial
+    parameters without dropout, after the timed passes (config e trains with dropout).
     """
     data = dict(np.load(spec["data"]))
-    return (_tutorial_model if spec["kind"] == "tutorial" else _engine_model)(spec, data)
+    build = {"tutorial": _tutorial_model, "lm": _engine_model, "classify": _classify_model}
+    return build[spec["kind"]](spec, data)
 
 
 def _tutorial_model(spec: dict, data: dict[str, np.ndarray]):
@@ -330,7 +400,7 @@ def _tutorial_model(spec: dict, data: dict[str, np.ndarray]):
 
     def first_call(x, y):
         return float(model.sgd_step(x, y, lr)) / len(x)
-    return items, step, first_call
+    return items, step, first_call, None
 
 
 def _engine_model(spec: dict, data: dict[str, np.ndarray]):
@@ -356,7 +426,41 @@ def _engine_model(spec: dict, data: dict[str, np.ndarray]):
     def first_call(x, y, mask):
         r = engine.train_step(x, y, mask, engine.initial_state(x.shape[1]))
         return r.cost / r.n_tokens
-    return items, step, first_call
+    return items, step, first_call, None
+
+
+def _classify_model(spec: dict, data: dict[str, np.ndarray]):
+    """Config e on the engine: ``ClassifierEngine`` with Adam, as the recipe builds it. Its
+    training steps draw dropout masks that the peer cannot draw, so the first loss to compare
+    (``check``) is the first batch's mean cross-entropy at the initial parameters, without
+    dropout: the evaluation graph, run after the timed passes so that the compile times are
+    the training graph's alone."""
+    from rnn_theano import backends
+    from rnn_theano.tasks.classify_engine import ClassifierEngine
+    from rnn_theano.tasks.classify_graph import ClassifierConfig
+    params = {k[2:]: v for k, v in data.items() if k.startswith("p_")}
+    config = ClassifierConfig(**(spec["net"] | dict(vocab_size=len(params["embed"]))),
+                              n_classes=len(params["out_b"]), float32=True)
+    engine = ClassifierEngine(config, params, mode=backends.prepare(spec.get("mode", "NUMBA")),
+                              optimizer="adam", learning_rate=spec["learning_rate"],
+                              clip_norm=spec["clip_norm"])
+    items = [(data["x"][i, :T], data["mask"][i, :T], data["labels"][i])
+             for i, T in enumerate(data["lengths"])]
+
+    def step(x, mask, labels):
+        engine.train_step(x, mask, labels)
+        return float(mask.sum())  # real words, as the other configurations count
+
+    def first_call(x, mask, labels):
+        r = engine.train_step(x, mask, labels)
+        return r.cost / r.n
+
+    def check(x, mask, labels):
+        for name, value in params.items():
+            engine.params[name].set_value(value)
+        r = engine.eval_step(x, mask, labels)
+        return r.cost / r.n
+    return items, step, first_call, check
 
 
 def worker(spec: dict) -> dict:
@@ -370,7 +474,7 @@ def worker(spec: dict) -> dict:
     impl = spec["impl"]
     result: dict = {"impl": impl}
     with turn(spec.get("lock")):
-        items, step, first_call = _model(spec)
+        items, step, first_call, check = _model(spec)
         # First call (compiles, for the PyTensor implementations), then a steady-state call.
         t0 = time.perf_counter()
         result["first_loss"] = first_call(*items[0])
@@ -394,6 +498,9 @@ def worker(spec: dict) -> dict:
     result["by_threads"] = timed_reps(items, step, threads, spec["warmup"], spec["reps"],
                                       set_threads, spec.get("lock"))
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if check is not None:
+        with turn(spec.get("lock")):
+            result["first_loss"] = check(*items[0])
     return result
 
 
@@ -560,13 +667,13 @@ def table(results: dict) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="checkpoints/bench.json", help="JSON results file")
-    p.add_argument("--configs", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    p.add_argument("--configs", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
     p.add_argument("--quick", action="store_true",
                    help="fewer tokens and repetitions, no cold compile")
     p.add_argument("--tiny", action="store_true", help="tiny models (for the test)")
     p.add_argument("--synthetic", action="store_true", help="random sentences instead of PTB")
-    p.add_argument("--data-dir", default=None, help="directory holding ptb/ptb.train.txt "
-                   "(default: $RNN_THEANO_DATA or ./data)")
+    p.add_argument("--data-dir", default=None, help="directory holding ptb/ptb.train.txt and "
+                   "sentences/stsa.binary.train (default: $RNN_THEANO_DATA or ./data)")
     p.add_argument("--threads", default="1,2", help="thread counts to try (best is reported)")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5, quick 3)")
     p.add_argument("--warmup", type=int, default=1)
@@ -579,17 +686,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--make-torch-venv", action="store_true",
                    help="create .venv-torch (Python 3.11 + torch 2.13.0 CPU) if no torch is found")
     p.add_argument("--mode", default="NUMBA,JAX",
-                   help="PyTensor backends of the engine (configs b, c, d), one row each: "
+                   help="PyTensor backends of the engine (configs b to e), one row each: "
                    "NUMBA, JAX or both; JAX runs on a GPU when jax has one "
                    "(experiments/gpu_check.sh)")
     p.add_argument("--peer-device", default="cpu", choices=("cpu", "cuda"),
-                   help="where the PyTorch peer runs (configs b, c, d)")
+                   help="where the PyTorch peer runs (configs b to e)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p
 
 
 # Tokens per repetition of each configuration: (every implementation, the numpy reference).
-BUDGETS = {"a": (3000, 300), "b": (12000, 0), "c": (6000, 0), "d": (6000, 0)}
+BUDGETS = {"a": (3000, 300), "b": (12000, 0), "c": (6000, 0), "d": (6000, 0), "e": (12000, 0)}
 
 
 @dataclass
@@ -614,6 +721,15 @@ class Run:
     def log(self, message: str) -> None:
         print(f"[{time.perf_counter() - self.started:5.0f}s] {message}", flush=True)
 
+    def corpus(self, cfg: dict) -> tuple[str | None, list]:
+        """Configuration ``cfg``'s sentences, and the name of their source when they are not
+        the run's corpus (config e's labelled sentences, read on first use)."""
+        return self.labelled if cfg["kind"] == "classify" else (None, self.sentences)
+
+    @cached_property
+    def labelled(self) -> tuple[str, list]:
+        return load_labelled_corpus(self.args, self.sentences)
+
 
 WORKER = [sys.executable, str(Path(__file__).resolve()), "--worker"]
 
@@ -622,12 +738,14 @@ def run_config(run: Run, name: str, cfg: dict) -> tuple[dict, list[tuple[dict, d
     """Every implementation of configuration ``name``, side by side taking turns: its entry of
     the results, and the cold compiles to measure later (result to fill in, worker spec)."""
     budget, numpy_budget = BUDGETS[name]
-    data = write_data(name, cfg, run.sentences, max(1, int(budget * run.scale)), run.workdir)
-    data_np = (write_data(name + "_numpy", cfg, run.sentences,
+    source, corpus = run.corpus(cfg)
+    data = write_data(name, cfg, corpus, max(1, int(budget * run.scale)), run.workdir)
+    data_np = (write_data(name + "_numpy", cfg, corpus,
                           max(1, int(numpy_budget * run.scale)), run.workdir)
                if "numpy" in cfg["impls"] else None)
     entry = {"title": cfg["title"], "flops_per_token": flops_per_token(cfg), "results": [],
-             "spec": {k: v for k, v in cfg.items() if k != "impls"}}
+             "spec": {k: v for k, v in cfg.items() if k != "impls"},
+             **({"corpus": source} if source else {})}
     runs = [(impl, mode) for impl in cfg["impls"]
             for mode in (run.modes if impl == "engine" else ["NUMBA"])
             if impl != "pytorch" or run.peer_py is not None]
@@ -640,7 +758,8 @@ def run_config(run: Run, name: str, cfg: dict) -> tuple[dict, list[tuple[dict, d
             warmup=run.args.warmup, data=str(data_np if impl == "numpy" else data),
             mode=mode, device=run.args.peer_device, lock=str(lock))
         jobs.append(([run.peer_py, str(PEER)] if impl == "pytorch" else WORKER, spec))
-    run.log(f"{name}: {', '.join(labels)} (side by side, taking turns) ...")
+    run.log(f"{name}: {', '.join(labels)} (side by side, taking turns"
+            + (f"; {source})" if source else ")") + " ...")
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         outcomes = list(pool.map(lambda job: run_subprocess(job[0], job[1], run.workdir), jobs))
     cold = []
@@ -763,7 +882,9 @@ def report(results: dict, out: Path) -> None:
     print(table(results))
     print(f"\nfloat32 GEMM ceiling {results['gemm_gflops']:.0f} GFLOP/s "
           f"({results['gemm_ceiling_device']}; CPU threads: "
-          + ", ".join(f"{k}: {v:.0f}" for k, v in gemm.items()) + f"); corpus {results['corpus']}")
+          + ", ".join(f"{k}: {v:.0f}" for k, v in gemm.items()) + f"); corpus {results['corpus']}"
+          + "".join(f"; config {name}: {c['corpus']}" for name, c in results["configs"].items()
+                    if "corpus" in c))
     print(f"load average at start {results['machine']['load_average'][0]:.2f}, "
           f"at end {results['machine']['load_average_end'][0]:.2f}; "
           f"{results['total_seconds']:.0f} s in all; results in {out}")

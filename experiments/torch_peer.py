@@ -20,6 +20,13 @@ the same numbers):
   (the engine has one bias per gate; gate orders are the same), the loss is the mean masked
   cross-entropy per token, SGD with optional clipping by global norm, the state carried (and
   detached) from window to window in stream mode.
+* ``classify`` (config e): ``nn.Embedding`` -> bidirectional ``nn.LSTM`` over the packed batch
+  (``pack_padded_sequence``: each row's backward direction starts at its last real word, as
+  the engine's does) -> max over the real steps -> ``nn.Linear``, with dropout where the engine
+  has it (the embeddings and the pooled sentence vector), ``bias_hh`` zeroed and frozen, the
+  mean cross-entropy over the sentences, ``torch.optim.Adam`` (the engine adds Adam's eps after
+  folding the bias corrections into the step size, a difference of the order of eps), clipping
+  by global norm. The first loss is computed at the initial parameters without dropout.
 """
 
 from __future__ import annotations
@@ -81,35 +88,65 @@ def tutorial_model(data, spec):
     return [(s,) for s in sentences], step, None
 
 
-CELLS = {"rnn": lambda E, H, L: nn.RNN(E, H, L, nonlinearity="tanh"),
-         "gru": lambda E, H, L: nn.GRU(E, H, L),
-         "lstm": lambda E, H, L: nn.LSTM(E, H, L)}
+CELLS = {"rnn": lambda E, H, L, bi: nn.RNN(E, H, L, nonlinearity="tanh", bidirectional=bi),
+         "gru": lambda E, H, L, bi: nn.GRU(E, H, L, bidirectional=bi),
+         "lstm": lambda E, H, L, bi: nn.LSTM(E, H, L, bidirectional=bi)}
 
 
-def lm_modules(data, spec):
-    """Embedding, recurrent stack and output layer, holding the engine's initial parameters."""
-    lm = spec["lm"]
-    C, Ed, H, L = lm["vocab_size"], lm["embed_dim"], lm["hidden_dim"], lm["layers"]
-    model = nn.ModuleDict({"embed": nn.Embedding(C, Ed), "rnn": CELLS[lm["cell"]](Ed, H, L),
-                           "out": nn.Linear(H, C)})
+def modules(data, net):
+    """Embedding, recurrent stack and output layer, holding the engine's initial parameters.
+
+    ``net``: the engine's settings (cell, hidden_dim, layers, bidirectional); the sizes of the
+    embedding and the output layer are those of the parameters. The engine's backward stack
+    ``back{i}_*`` is PyTorch's ``*_l{i}_reverse``; the gate orders are the same.
+    """
+    (C, Ed), H, L = data["p_embed"].shape, net["hidden_dim"], net["layers"]
+    directions = (("l", ""), ("back", "_reverse"))[:2 if net.get("bidirectional") else 1]
+    model = nn.ModuleDict({"embed": nn.Embedding(C, Ed),
+                           "rnn": CELLS[net["cell"]](Ed, H, L, len(directions) == 2),
+                           "out": nn.Linear(*data["p_out_W"].shape)})
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     with torch.no_grad():
         model["embed"].weight.copy_(t(data["p_embed"]))
-        for i in range(L):
-            getattr(model["rnn"], f"weight_ih_l{i}").copy_(t(data[f"p_l{i}_Wx"].T))
-            getattr(model["rnn"], f"weight_hh_l{i}").copy_(t(data[f"p_l{i}_Wh"].T))
-            getattr(model["rnn"], f"bias_ih_l{i}").copy_(t(data[f"p_l{i}_b"]))
-            bhh = getattr(model["rnn"], f"bias_hh_l{i}")
-            bhh.zero_()
-            bhh.requires_grad_(False)  # the engine has one bias per gate
+        for prefix, suffix in directions:
+            for i in range(L):
+                p = {name: getattr(model["rnn"], f"{name}_l{i}{suffix}")
+                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+                p["weight_ih"].copy_(t(data[f"p_{prefix}{i}_Wx"].T))
+                p["weight_hh"].copy_(t(data[f"p_{prefix}{i}_Wh"].T))
+                p["bias_ih"].copy_(t(data[f"p_{prefix}{i}_b"]))
+                p["bias_hh"].zero_()
+                p["bias_hh"].requires_grad_(False)  # the engine has one bias per gate
         model["out"].weight.copy_(t(data["p_out_W"].T))
         model["out"].bias.copy_(t(data["p_out_b"]))
     return model
 
 
+def place(model, batches, spec):
+    """Move the model and the batches' tensors to ``spec['device']``; the batches there."""
+    device = torch.device(spec.get("device", "cpu"))
+    if device.type == "cuda":
+        # Full float32 like the engine (gpu_check.sh asks JAX for the same): cuDNN's RNNs would
+        # otherwise use TF32 tensor cores by default.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    model.to(device)
+    return [tuple(v.to(device) if isinstance(v, torch.Tensor) else v for v in batch)
+            for batch in batches]
+
+
+def update(loss, opt, params, clip):
+    """One optimizer step on ``loss``, its gradient clipped to global norm ``clip`` if set."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+
+
 def lm_model(data, spec):
-    model = lm_modules(data, spec)
     lm = spec["lm"]
+    model = modules(data, lm)
 
     def initial_state(B):
         z = torch.zeros(lm["layers"], B, lm["hidden_dim"], device=model["embed"].weight.device)
@@ -127,14 +164,7 @@ def lm_model(data, spec):
         batches.append((torch.from_numpy(X[i, :T].astype(np.int64)),
                         torch.from_numpy(Y[i, :T].astype(np.int64)),
                         torch.from_numpy(M[i, :T].astype(np.float32))))
-    device = torch.device(spec.get("device", "cpu"))
-    if device.type == "cuda":
-        # Full float32 like the engine (gpu_check.sh asks JAX for the same): cuDNN's RNNs would
-        # otherwise use TF32 tensor cores by default.
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-    model.to(device)
-    batches = [tuple(t.to(device) for t in batch) for batch in batches]
+    batches = place(model, batches, spec)
     B = X.shape[2]
     carry = {"state": initial_state(B)}
 
@@ -148,27 +178,58 @@ def lm_model(data, spec):
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
         n = mask.sum()
         loss = (ce * mask.reshape(-1)).sum() / torch.clamp(n, min=1.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
+        update(loss, opt, params, clip)
         carry["state"] = detach(final)
         return float(loss), float(n)
 
     return batches, step, None
 
 
+def classify_model(data, spec):
+    """Config e: (batches, step, check); ``check`` is the first loss without dropout."""
+    model, rate = modules(data, spec["net"]), spec["net"]["dropout"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=spec["learning_rate"], betas=(0.9, 0.999), eps=1e-8)
+    batches = []
+    for x, mask, labels, T in zip(data["x"], data["mask"], data["labels"], data["lengths"]):
+        batches.append((torch.from_numpy(x[:T].astype(np.int64)), torch.from_numpy(mask[:T]),
+                        torch.from_numpy(labels.astype(np.int64)),
+                        mask[:T].sum(axis=0).astype(np.int64).tolist()))
+    batches = place(model, batches, spec)
+
+    def loss_of(x, mask, labels, lengths, training):
+        e = F.dropout(model["embed"](x), rate, training)
+        packed = nn.utils.rnn.pack_padded_sequence(e, lengths, enforce_sorted=False)
+        out, _ = nn.utils.rnn.pad_packed_sequence(model["rnn"](packed)[0],
+                                                  total_length=x.shape[0])
+        pooled = out.masked_fill(mask[:, :, None] == 0, -1e9).amax(dim=0)  # real steps only
+        return F.cross_entropy(model["out"](F.dropout(pooled, rate, training)), labels)
+
+    def step(x, mask, labels, lengths):
+        loss = loss_of(x, mask, labels, lengths, True)
+        update(loss, opt, params, spec["clip_norm"])
+        return float(loss), float(sum(lengths))
+
+    def check(*batch):
+        with torch.no_grad():
+            return float(loss_of(*batch, False))
+
+    return batches, step, check
+
+
 def run(spec):
     data = dict(np.load(spec["data"]))
     torch.manual_seed(0)
-    build = tutorial_model if spec["kind"] == "tutorial" else lm_model
+    build = {"tutorial": tutorial_model, "lm": lm_model, "classify": classify_model}
     results = {"impl": "pytorch", "torch_version": torch.__version__,
                "device": spec.get("device", "cpu")}
     with turn(spec.get("lock")):  # side by side with the engine: see bench.turn
-        items, step, _ = build(data, spec)
-        loss, _ = step(*items[0])  # the first step: its loss checks that the models agree
-    results["first_loss"] = loss
+        items, step, check = build[spec["kind"]](data, spec)
+        # The first loss checks that the models agree: the first step's, or check's (the
+        # initial parameters without dropout) where the step draws dropout masks.
+        first = check(*items[0]) if check else None
+        loss, _ = step(*items[0])
+    results["first_loss"] = loss if first is None else first
     results["compile_warm_s"] = None
     results["by_threads"] = timed_reps(items, lambda *item: step(*item)[1], spec["threads"],
                                        spec["warmup"], spec["reps"], torch.set_num_threads,

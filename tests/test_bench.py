@@ -1,10 +1,13 @@
-"""The benchmark machinery (experiments/bench.py) on tiny models, without the PyTorch peer;
-and every script of experiments/ starting from its folder."""
+"""The benchmark machinery (experiments/bench.py) on tiny models, without the PyTorch peer
+(but for one test, skipped where no Python has torch); and every script of experiments/
+starting from its folder."""
 
+import argparse
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from experiments_loader import EXPERIMENTS, load, script
@@ -47,6 +50,8 @@ def test_flops_per_token_formula():
     assert bench.flops_per_token(cfgs["a"]) == 6 * (100 * 100 + 100 * 8000)
     # PTB small LSTM: 6 [2 (200 + 200) 4 200 + 200 * 10000] = 15.84 MFLOP.
     assert bench.flops_per_token(cfgs["c"]) == pytest.approx(15.84e6)
+    # The classifier: 6 x 2 directions x (300 + 150) 4 150 = 3.24 MFLOP (no per-word output).
+    assert bench.flops_per_token(cfgs["e"]) == pytest.approx(3.24e6)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +59,7 @@ def tiny_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--tiny", "--synthetic", "--no-peer", "--no-cold",
-         "--configs", "a,c", "--reps", "1", "--threads", "1", "--out", str(out)],
+         "--configs", "a,c,e", "--reps", "1", "--threads", "1", "--out", str(out)],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return json.loads(out.read_text()), proc.stdout
@@ -66,11 +71,14 @@ def test_bench_json_has_the_figures(tiny_results):
         assert key in results
     assert results["gemm_gflops"] > 0
     assert results["peer_python"] is None  # --no-peer
-    assert set(results["configs"]) == {"a", "c"}
+    assert set(results["configs"]) == {"a", "c", "e"}
     impls = {name: [r["impl"] for r in c["results"]] for name, c in results["configs"].items()}
     # The engine once per backend (--mode defaults to NUMBA,JAX; jax is a test dependency).
     assert results["engine_modes"] == ["NUMBA", "JAX"]
-    assert impls == {"a": ["numpy", "rnn_theano"], "c": ["engine-numba", "engine-jax"]}
+    assert impls == {"a": ["numpy", "rnn_theano"], "c": ["engine-numba", "engine-jax"],
+                     "e": ["engine-numba", "engine-jax"]}
+    # --synthetic: the classifier's sentences are the run's, with random labels.
+    assert "random binary labels" in results["configs"]["e"]["corpus"]
     for c in results["configs"].values():
         assert c["flops_per_token"] > 0
         for r in c["results"]:
@@ -87,10 +95,46 @@ def test_bench_json_has_the_figures(tiny_results):
     assert "| a   | numpy" in stdout and "GEMM ceiling" in stdout
 
 
-def test_bench_engine_rows_agree_across_backends(tiny_results):
-    """The path experiments/gpu_check.sh takes on a GPU, here on CPU JAX: the same first loss."""
-    numba, jax = tiny_results[0]["configs"]["c"]["results"]
+@pytest.mark.parametrize("name", ["c", "e"])
+def test_bench_engine_rows_agree_across_backends(tiny_results, name):
+    """The path experiments/gpu_check.sh takes on a GPU, here on CPU JAX: the same first loss,
+    and the same words per pass."""
+    numba, jax = tiny_results[0]["configs"][name]["results"]
     assert jax["first_loss"] == pytest.approx(numba["first_loss"], rel=1e-5)
+    assert jax["tokens_per_rep"] == numba["tokens_per_rep"]
+
+
+def test_the_classifier_and_its_peer_are_the_same_model(tmp_path):
+    """Config e: the engine's worker and the PyTorch peer give the same first loss (at the
+    initial parameters, without dropout) on batches whose rows all differ in length, so that
+    the padding, where each row's backward direction starts and the max over the real steps
+    only all matter, from initial weights enlarged so that the loss is far from ln 2 (then a
+    peer that does not pack the batch, or pools over the padding, is off by 5e-4 to 5e-3).
+    Both count the same real words. Needs a Python with torch (.venv-torch), else skipped."""
+    from rnn_theano.data.labelled import Example
+    bench = load("bench")
+    peer_python = bench.torch_python(argparse.Namespace(torch_python=None, make_torch_venv=False))
+    if peer_python is None:
+        pytest.skip("no Python with torch: experiments/bench.py --make-torch-venv makes one")
+    rng = np.random.default_rng(1)
+    examples = [Example(str(rng.integers(2)), [f"w{i}" for i in rng.integers(0, 30, n)])
+                for n in rng.permutation(np.arange(1, 65))]
+    cfg = bench.configs(tiny=True)["e"]
+    path = bench.write_data("e", cfg, examples, 10**6, tmp_path)
+    data = dict(np.load(path))
+    assert [len(set(mask.sum(axis=0))) for mask in data["mask"]] == [32, 32]
+    np.savez(path, **{k: v * (20 if k == "p_embed" else 4 if k.startswith("p_") else 1)
+                      for k, v in data.items()})
+    spec = {k: v for k, v in cfg.items() if k != "impls"} | dict(
+        config="e", data=str(path), threads=[1], reps=1, warmup=0, mode="NUMBA", lock=None)
+    engine = bench.run_subprocess(bench.WORKER, spec | dict(impl="engine"), tmp_path)
+    peer = bench.run_subprocess([peer_python, str(bench.PEER)], spec | dict(impl="pytorch"),
+                                tmp_path)
+    assert "error" not in engine and "error" not in peer, (engine, peer)
+    assert abs(engine["first_loss"] - np.log(2)) > 0.3
+    assert peer["first_loss"] == pytest.approx(engine["first_loss"], rel=1e-5)
+    words = [r["by_threads"]["1"]["tokens_per_rep"] for r in (engine, peer)]
+    assert words == [data["mask"].sum()] * 2
 
 
 def test_bench_rejects_an_unknown_backend():

@@ -79,6 +79,44 @@ def test_classify_reads_standard_input_and_prints_labels_with_probabilities(trai
         assert probs[0] >= probs[1] and sum(probs) == pytest.approx(1.0, abs=1e-3)
 
 
+def test_explain_prints_each_word_once_in_order_and_the_cue_word_drops_most(trained, capsys,
+                                                                          monkeypatch):
+    out, _ = trained
+    sentences = ["it was a great one on the whole", "this is awful to the end", "dull"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(sentences) + "\n"))
+    assert classify_main(["--model", str(out), "--explain", "--top-k", "2"]) == 0
+    explained = []
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("  "):  # a word of the sentence above: "  WORD<TAB>+0.1234"
+            word, drop = line[2:].split("\t")
+            assert drop[0] in "+-" and len(drop.split(".")[1]) == 4
+            explained[-1][1].append((word, float(drop)))
+        else:
+            explained.append((line.split("\t")[0], []))
+    assert [label for label, _ in explained] == ["pos", "neg", "neg"]
+    for sentence, (label, drops) in zip(sentences, explained):
+        assert [word for word, _ in drops] == sentence.split()
+        cue = next(w for w in sentence.split() if w in CUES[label])
+        assert max(drops, key=lambda pair: pair[1])[0] == cue
+        assert dict(drops)[cue] > 0.1
+
+
+def test_explained_drops_are_the_probability_lost_without_each_word(trained):
+    """Checked against the predictor scoring each shortened sentence on its own."""
+    from rnn_theano.tasks.classify import Predictor
+    predictor = Predictor(load_checkpoint(trained[0]))
+    sentence = "the film was superb and it is on at the end of this week"
+    words = sentence.split()
+    explained = predictor.explain(sentence)
+    probs = predictor(sentence)
+    assert explained.words == words and explained.label == int(np.argmax(probs))
+    np.testing.assert_allclose(explained.probs, probs, atol=1e-5)
+    k = explained.label
+    lost = [probs[k] - predictor(" ".join(words[:i] + words[i + 1:]))[k]
+            for i in range(len(words))]
+    np.testing.assert_allclose(explained.drops, lost, atol=1e-5)
+
+
 def test_each_command_refuses_the_other_tasks_checkpoint(trained, tmp_path, small_text, capsys):
     out, _ = trained
     assert generate_main(["--model", str(out)]) == 2
@@ -126,3 +164,49 @@ def test_resumed_training_equals_an_uninterrupted_run(files, tmp_path):
         np.testing.assert_allclose(b.params[name], value, rtol=1e-6, atol=1e-7)
         changed |= not np.allclose(first[name], value)
     assert changed  # the second epoch did something: not two copies of epoch 1
+
+
+def test_test_scores_count_what_the_predictor_predicts(trained, files):
+    """Accuracy, confusion matrix and macro F1 of the test split, against the labels the
+    checkpoint's ``Predictor`` gives each test sentence one at a time."""
+    from rnn_theano.tasks.classify import Predictor
+    ckpt = load_checkpoint(trained[0])
+    predictor, names = Predictor(ckpt), list(ckpt.labels)
+    pairs = [line.split(" ", 1) for line in files["test"].read_text().splitlines()]
+    truth = [names.index(label) for label, _ in pairs]
+    guess = [int(np.argmax(predictor(text))) for _, text in pairs]
+    confusion = np.array(ckpt.state["test_confusion"])
+    assert confusion.sum() == len(pairs)
+    for k in range(len(names)):  # rows are labels, columns predictions
+        assert confusion[k].tolist() == [sum(t == k and g == j for t, g in zip(truth, guess))
+                                         for j in range(len(names))]
+    f1s = []
+    for k in range(len(names)):
+        hits = sum(t == g == k for t, g in zip(truth, guess))
+        precision = hits / max(1, guess.count(k))
+        recall = hits / max(1, truth.count(k))
+        f1s.append(2 * precision * recall / (precision + recall) if hits else 0.0)
+    assert ckpt.state["test_macro_f1"] == pytest.approx(np.mean(f1s))
+    assert ckpt.state["test_accuracy"] == pytest.approx(np.mean(np.equal(truth, guess)))
+
+
+def test_cross_validation_trains_one_model_per_fold(files, tmp_path, capsys):
+    out, log = tmp_path / "cv.npz", tmp_path / "cv.json"
+    code = train_classifier_main(["--train", str(files["train"]), "--folds", "3",
+                                  "--cross-validate", "--epochs", "1", "--model-out", str(out),
+                                  "--log-json", str(log), *TINY])
+    assert code == 0 and not out.exists()
+    tested = []
+    for i in range(3):
+        ckpt = load_checkpoint(tmp_path / f"cv.fold{i}.npz")
+        assert ckpt.settings.data.fold == i
+        tested.append(int(np.sum(ckpt.state["test_confusion"])))
+    assert sum(tested) == 240 and max(tested) - min(tested) <= 1  # the folds partition
+    summary = json.loads(log.read_text())
+    assert len(summary["test_accuracy"]) == 3
+    mean = np.mean(summary["test_accuracy"])
+    assert f"3-fold cross-validation: test accuracy {mean:.2f}%" in capsys.readouterr().out
+    code = train_classifier_main(["--train", str(files["train"]), "--test", str(files["test"]),
+                                  "--cross-validate", "--model-out", str(out), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cross-validate" in err and len(err.strip().splitlines()) == 1

@@ -18,6 +18,7 @@ from lm_reference import _log_softmax, _stack
 from rnn_theano import backends
 from rnn_theano.data.batching import ClassBatches
 from rnn_theano.errors import SettingError, UserError
+from rnn_theano.metrics import macro_f1
 from rnn_theano.tasks.classify_engine import ClassifierEngine
 from rnn_theano.tasks.classify_graph import (ClassifierConfig, build_classifier,
                                              check_classifier_params, init_classifier_params)
@@ -307,3 +308,12 @@ def test_a_resumed_engine_continues_with_the_same_dropout_and_optimizer(jax_prep
     assert [resumed.train_step(*batch).cost for batch in batches[1:]] == costs
     for name, value in engine.get_params().items():
         np.testing.assert_array_equal(resumed.get_params()[name], value, err_msg=name)
+
+
+def test_macro_f1_by_hand() -> None:
+    # labels 0 0 1 1 2, predictions 0 1 1 1 0: class 0 P 1/2 R 1/2 F1 1/2; class 1 P 2/3 R 1
+    # F1 4/5; class 2 never predicted, missed once: F1 0.
+    confusion = np.zeros((3, 3), int)
+    np.add.at(confusion, ([0, 0, 1, 1, 2], [0, 1, 1, 1, 0]), 1)
+    assert macro_f1(confusion) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    assert macro_f1(np.diag([3, 0, 2])) == pytest.approx(2 / 3)  # class 1: no label, no guess

@@ -281,7 +281,8 @@ def _final_scores(task: Any, options: TrainerOptions, state: dict, saved: str,
               + ("sentences" if score.accuracy is not None else "tokens"))
         scores = {"test_loss": score.loss, "test_ppl": score.perplexity}
         if score.accuracy is not None:
-            scores["test_accuracy"] = score.accuracy
+            scores |= {"test_accuracy": score.accuracy, "test_macro_f1": score.macro_f1,
+                       "test_confusion": score.confusion.tolist()}
         save(state | scores)
         extra.update(scores, test_tokens=score.n_tokens)
     write_log(history, **extra)
@@ -294,6 +295,8 @@ def _row_score(row: dict, split: str) -> Score:
 
 
 def _measure(score: Score) -> str:
+    if score.macro_f1 is not None:
+        return f"accuracy {100 * score.accuracy:.2f}%, macro F1 {100 * score.macro_f1:.2f}"
     if score.accuracy is not None:
         return f"accuracy {100 * score.accuracy:.2f}%"
     return f"perplexity {score.perplexity:.2f}"
@@ -376,7 +379,38 @@ def fill_blank_main(argv: list[str] | None = None) -> int:
 @user_errors
 def train_classifier_main(argv: list[str] | None = None) -> int:
     config, resumed = train_config(argv, ClassifyConfig, "train-classifier")
+    if config.data.cross_validate:
+        return _cross_validate(config)
     _check_outputs(config)
+    return _train_classifier(config, resumed)
+
+
+def _cross_validate(config: ClassifyConfig) -> int:
+    """Train and test once per fold, then the mean and spread of the folds' test scores."""
+    runs = classify.fold_runs(config)
+    for run in runs:
+        _check_outputs(run)
+    scores = []
+    for run in runs:
+        print(f"--- cross-validation: fold {run.data.fold} of {len(runs)} is the test set ---")
+        code = _train_classifier(run, None)
+        if code:
+            return code
+        state = load_checkpoint(run.train.model_out, config.task).state
+        scores.append([state["test_accuracy"], state["test_macro_f1"]])
+    accuracy, f1 = 100 * np.array(scores).T
+    print(f"{len(runs)}-fold cross-validation: test accuracy {accuracy.mean():.2f}% "
+          f"(standard deviation {accuracy.std(ddof=1):.2f}), macro F1 {f1.mean():.2f} "
+          f"({f1.std(ddof=1):.2f}); models in {Path(runs[0].train.model_out).parent}")
+    if config.train.log_json:
+        write_json(config.train.log_json, {"settings": config.to_dict(),
+                                           "folds": [run.train.model_out for run in runs],
+                                           "test_accuracy": accuracy.tolist(),
+                                           "test_macro_f1": f1.tolist()})
+    return 0
+
+
+def _train_classifier(config: ClassifyConfig, resumed: Checkpoint | None) -> int:
     classify.check_model(config)
     splits = classify.load_data(config)
     backends.limit_blas_threads(config.train.blas_threads)
@@ -388,9 +422,12 @@ def train_classifier_main(argv: list[str] | None = None) -> int:
           + (f"; {splits.skipped} empty lines skipped" if splits.skipped else "")
           + f"\nmodel: {classify.describe(task.engine)}, vocabulary {len(task.vocab):,}, "
           f"{task.engine.n_params():,} parameters\n"
-          f"dev accuracy of always answering the most frequent class: {100 * majority:.2f}%")
+          + (f"embeddings: {task.pretrained.describe()}\n" if task.pretrained else "")
+          + f"dev accuracy of always answering the most frequent class: {100 * majority:.2f}%")
     run_log = {"parameters": task.engine.n_params(), "vocab_size": len(task.vocab),
                "labels": list(splits.labels.labels), "majority_dev_accuracy": majority}
+    if task.pretrained:
+        run_log["embeddings_found"] = len(task.pretrained.ids)
     return run_trainer(config, task, classify.trainer_options(config), resumed, run_log,
                        f"majority class {100 * majority:.2f}%")
 
@@ -403,9 +440,13 @@ def classify_main(argv: list[str] | None = None) -> int:
     lines = (classify.read_sentences(config.file) if config.file
              else [line for line in sys.stdin.read().splitlines() if line.strip()])
     for line in lines:
-        probs = model(line)
+        explained = model.explain(line) if config.explain else None
+        probs = explained.probs if explained else model(line)
         best = np.argsort(-probs, kind="stable")[:config.top_k]
         print("\t".join(f"{ckpt.labels[i]}\t{probs[i]:.4f}" for i in best))
+        if explained:  # indented, so that grep -v '^  ' keeps only the label lines
+            for word, drop in zip(explained.words, explained.drops):
+                print(f"  {word}\t{drop:+.4f}")
     return 0
 
 

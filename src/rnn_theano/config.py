@@ -364,7 +364,15 @@ class ClassifyDataSettings:
     folds: int = flag(0, "cross-validation folds when there is no test split (0: the "
                       "dataset's protocol, 10 for mr)", metavar="K")
     fold: int = flag(0, "which cross-validation fold is the test set", metavar="I")
+    cross_validate: bool = flag(False, "train and test once per fold instead, fold I's model "
+                                "in MODEL_OUT with .foldI before its suffix, and report the "
+                                "mean and standard deviation")
     batch_size: int = flag(32, "sentences per step", metavar="B")
+    # Read only when a fresh model starts: a resumed run has its embeddings in the checkpoint.
+    embeddings: str | None = flag(None, "start the embeddings of the vocabulary words found "
+                                  "in this word2vec or GloVe text file (.gz too; its vectors "
+                                  "must have --embed-dim numbers); the others start random. "
+                                  "A resumed run keeps its checkpoint's", metavar="FILE")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -376,7 +384,8 @@ class ClassifyDataSettings:
         _at_most_one_of(self, "dataset", "train", required=True)
 
     def inputs(self) -> dict[str, str | None]:
-        return {"train": self.train, "dev": self.dev, "test": self.test}
+        return {"train": self.train, "dev": self.dev, "test": self.test,
+                "embeddings": self.embeddings}
 
 
 @dataclass(frozen=True)
@@ -387,6 +396,9 @@ class ClassifierSettings:
     vocab_size: int = flag(20000, "vocabulary size: the most frequent training words and the "
                            "unknown-word token (and the two sentence markers)", metavar="N")
     embed_dim: int = flag(300, "word embedding size", metavar="E")
+    embed_init: float = flag(1.0, "embeddings start Uniform(-A, A): large next to Adam's "
+                             "steps, so that the words' vectors stay near random ones",
+                             metavar="A")
     hidden_dim: int = flag(150, "state size of each direction", metavar="H")
     layers: int = flag(1, "stacked recurrent layers", metavar="N")
     bidirectional: bool = flag(True, "add a stack that reads right to left")
@@ -457,6 +469,10 @@ class ClassifyTextConfig:
                       metavar="PATH")
     top_k: int = flag(1, "how many classes to print per sentence, most probable first",
                       metavar="K")
+    explain: bool = flag(False, "after each sentence's line, one line per word, in order: two "
+                         "spaces, WORD, a tab, DROP, e.g. 'great<TAB>+0.4123'; DROP is how "
+                         "much the top class's probability drops when the sentence is scored "
+                         "without that word (negative: leaving it out raises it)")
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -1,11 +1,16 @@
-"""Metrics: cross-entropy and perplexity (every model), accuracy (classifiers), and the
-unigram baseline of a language model.
+"""Metrics: cross-entropy and perplexity (every model), accuracy and macro F1 (classifiers),
+and the unigram baseline of a language model.
 
 Losses are mean cross-entropy per predicted token in nats: every target counts
 (``SENTENCE_END`` or ``<eos>`` included), ``SENTENCE_START`` never (it is only ever an input),
 padding never. Perplexity is ``exp(loss)``. A unigram model (add-one-smoothed word frequencies
 of the training targets) scored on the same held-out tokens is the baseline a language model
 must beat.
+
+A classifier's accuracy is the fraction of sentences whose most probable class is their label;
+its macro F1 is the unweighted mean over the classes of each class's F1 (the harmonic mean of
+its precision and recall), as scikit-learn's ``f1_score(average="macro")`` computes it: a class
+never predicted has precision 0, a class absent from the labels recall 0.
 """
 
 from __future__ import annotations
@@ -25,11 +30,16 @@ class Score:
     total_cost: float
     n_tokens: float
     correct: float | None = None
+    confusion: np.ndarray | None = None  # (K, K) counts: row the label, column the prediction
 
     @property
     def accuracy(self) -> float | None:
         """Fraction of examples whose most probable class is the label (classifiers)."""
         return None if self.correct is None else self.correct / self.n_tokens
+
+    @property
+    def macro_f1(self) -> float | None:
+        return None if self.confusion is None else macro_f1(self.confusion)
 
     @property
     def loss(self) -> float:
@@ -39,6 +49,17 @@ class Score:
     @property
     def perplexity(self) -> float:
         return math.exp(self.loss) if self.loss < 700 else math.inf  # exp overflows past ~709
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    """The mean over classes of F1 = 2 TP / (2 TP + FP + FN), from a (K, K) confusion matrix
+    (row: label, column: prediction); a class with no label and no prediction scores 0."""
+    confusion = np.asarray(confusion, dtype=float)
+    tp = np.diag(confusion)
+    wrong = confusion.sum(axis=0) + confusion.sum(axis=1) - 2 * tp  # FP + FN
+    denominator = 2 * tp + wrong
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    return float(f1.mean())
 
 
 def unigram_loss(train_targets: Sequence[np.ndarray], valid_targets: Sequence[np.ndarray],

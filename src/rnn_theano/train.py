@@ -231,6 +231,8 @@ def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
         row.update({f"{split}_loss": score.loss, f"{split}_ppl": score.perplexity})
         if score.accuracy is not None:
             row[f"{split}_accuracy"] = score.accuracy
+        if score.macro_f1 is not None:
+            row[f"{split}_macro_f1"] = score.macro_f1
     row.update(tokens_per_second=tps, seconds=time.perf_counter() - run.started)
     run.history.append(row)
     run.last = options.criterion(scores["valid"])

@@ -6,6 +6,10 @@ sentence vector (its final states, or a pooling over time, ``classify_graph``) g
 softmax over the classes. Training is the one trainer's (``train.train``) with the dev
 accuracy as the monitor: the checkpoint keeps the most accurate model on the dev split, and
 ``--patience`` stops training when it has not improved for that many epochs.
+
+A fresh model's embedding can start from pretrained word vectors (``--embeddings``,
+``data.embeddings``); ``Predictor.explain`` tells what each word of a sentence does for its
+predicted class, by scoring the sentence without it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,10 +28,11 @@ from ..checkpoint import Checkpoint
 from ..config import ClassifyConfig
 from ..data.batching import ClassBatches
 from ..data import labelled
+from ..data.embeddings import WordVectors, read_vectors
 from ..data.labelled import Example, LabelledSplits, LabelSet, load_labelled
 from ..data.tokenize import tokenize_words
 from ..data.vocab import Vocabulary
-from ..errors import UserError
+from ..errors import SettingError, UserError
 from ..metrics import Score
 from ..train import Schedule, Step, TrainerOptions
 from .classify_engine import ClassifierEngine
@@ -41,7 +46,8 @@ def graph_config(config: ClassifyConfig, vocab_size: int, n_classes: int) -> Cla
     return ClassifierConfig(cell=m.arch, vocab_size=vocab_size, n_classes=n_classes,
                             embed_dim=m.embed_dim, hidden_dim=m.hidden_dim, layers=m.layers,
                             bidirectional=m.bidirectional, pooling=m.pooling,
-                            dropout=m.dropout, seed=config.train.seed)
+                            dropout=m.dropout, seed=config.train.seed,
+                            embed_init=m.embed_init)
 
 
 def check_model(config: ClassifyConfig) -> None:
@@ -57,6 +63,25 @@ def load_data(config: ClassifyConfig) -> LabelledSplits:
                          data_dir=d.data_dir, lowercase=config.model.lowercase,
                          seed=config.train.seed, dev_fraction=d.dev_fraction,
                          folds=d.folds or None, fold=d.fold)
+
+
+def fold_runs(config: ClassifyConfig) -> list[ClassifyConfig]:
+    """One run per cross-validation fold: fold I is the test set, the model and the log go to
+    their paths with ``.foldI`` before the suffix. Refused for data with a test split."""
+    k = load_data(config).folds
+    if not k:
+        raise SettingError("cross_validate", "needs data without a test split, cut into "
+                           "folds: --dataset mr, or your --train FILE with --folds K")
+
+    def fold_path(path: str | None, i: int) -> str | None:
+        return None if path is None else str(Path(path).with_suffix(
+            f".fold{i}{Path(path).suffix}"))
+
+    return [dataclasses.replace(
+        config, data=dataclasses.replace(config.data, fold=i, cross_validate=False),
+        train=dataclasses.replace(config.train, model_out=fold_path(config.train.model_out, i),
+                                  log_json=fold_path(config.train.log_json, i)))
+        for i in range(k)]
 
 
 def majority_accuracy(splits: LabelledSplits) -> float:
@@ -107,6 +132,7 @@ class ClassifierTask(EngineTask):
     vocab: Vocabulary
     labels: LabelSet
     batches: dict[str, ClassBatches]
+    pretrained: WordVectors | None = None  # the vectors the embedding started from, if any
 
     def __post_init__(self) -> None:
         self.n_train_tokens = self.batches["train"].n_examples  # the progress bar counts rows
@@ -118,12 +144,14 @@ class ClassifierTask(EngineTask):
             yield Step(result.cost, result.n, result.correct)
 
     def evaluate(self, split: str) -> Score:
-        total = Score(0.0, 0.0, 0.0)
+        """Summed cross-entropy, hits and the confusion matrix of ``split``."""
+        cost = n = correct = 0.0
+        confusion = np.zeros((len(self.labels), len(self.labels)), dtype=np.int64)
         for x, mask, labels in self.batches[split]:
             r = self.engine.eval_step(x, mask, labels)
-            total = Score(total.total_cost + r.cost, total.n_tokens + r.n,
-                          total.correct + r.correct)
-        return total
+            cost, n, correct = cost + r.cost, n + r.n, correct + r.correct
+            np.add.at(confusion, (labels, r.predicted), 1)
+        return Score(cost, n, correct, confusion)
 
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.labels.labels)
@@ -143,13 +171,27 @@ def make_task(config: ClassifyConfig, splits: LabelledSplits,
         labels = splits.labels
     weights = class_weights(splits.train, labels) if config.train.class_weights else None
     engine = build_engine(config, vocab, labels, resumed.params if resumed else None, weights)
+    pretrained = None
     if resumed:
         continue_from(engine, resumed, config.train.optimizer)
+    elif config.data.embeddings:  # a resumed run has them in its checkpoint's embedding
+        pretrained = start_embeddings(engine, vocab, config)
     named = {"train": splits.train, "valid": splits.dev, "test": splits.test}
     batches = {k: ClassBatches(encode(v, vocab), labels.indices(v), config.data.batch_size,
                                seed=config.train.seed, pad_multiple=engine.pad_multiple)
                for k, v in named.items() if v}
-    return ClassifierTask(engine, vocab, labels, batches)
+    return ClassifierTask(engine, vocab, labels, batches, pretrained)
+
+
+def start_embeddings(engine: ClassifierEngine, vocab: Vocabulary,
+                     config: ClassifyConfig) -> WordVectors:
+    """Overwrite the fresh embedding rows of the vocabulary words that the ``--embeddings``
+    file holds with their vectors; the other words keep their random rows."""
+    found = read_vectors(config.data.embeddings, vocab, config.model.embed_dim,
+                         lowercase=config.model.lowercase)
+    embed = engine.params["embed"]
+    embed.set_value(found.apply(embed.get_value()).astype(embed.dtype))
+    return found
 
 
 class Predictor:
@@ -165,13 +207,50 @@ class Predictor:
 
     def __call__(self, sentence: str) -> np.ndarray:
         """(K,) probabilities of the classes, in ``self.labels`` order."""
-        (ids,) = encode([Example("", tokenize_words(sentence, self.lowercase))], self.ckpt.vocab)
-        # Padded up to the engine's multiple: under JAX each length is a compile of its own.
+        return self._probs([self._ids(tokenize_words(sentence, self.lowercase))])[0]
+
+    def explain(self, sentence: str) -> Explanation:
+        """The sentence's probabilities, and for each of its words how much the predicted
+        class's probability drops when the sentence is scored without that word.
+
+        The sentence and its N leave-one-out variants go through the network as one batch.
+        """
+        words = tokenize_words(sentence, self.lowercase)
+        ids = self._ids(words)
+        probs = self._probs([ids, *(np.delete(ids, i) for i in range(len(ids)))])
+        label = int(np.argmax(probs[0]))  # the first of equals, as classify's stable sort
+        return Explanation(probs[0], label, words, probs[0, label] - probs[1:, label])
+
+    def _ids(self, words: list[str]) -> np.ndarray:
+        return encode([Example("", words)], self.ckpt.vocab)[0]
+
+    def _probs(self, rows: list[np.ndarray]) -> np.ndarray:
+        """(len(rows), K) class probabilities of the id sequences ``rows``, one batch.
+
+        Under JAX each batch shape is a compile of its own, so the length is padded up to the
+        engine's multiple, and so is the number of rows when there are several (with empty
+        rows): an explanation's batch then has one of a few shapes, not one per sentence.
+        """
         m = self.engine.pad_multiple
-        x = np.zeros((max(m, -(-len(ids) // m) * m), 1), np.int32)
+        x = np.zeros((max(m, _round_up(max(map(len, rows)), m)),
+                      1 if len(rows) == 1 else _round_up(len(rows), m)), np.int32)
         mask = np.zeros(x.shape, np.float32)
-        x[:len(ids), 0], mask[:len(ids), 0] = ids, 1.0
-        return np.exp(self.engine.log_probs(x, mask)[0].astype(np.float64))
+        for b, ids in enumerate(rows):
+            x[:len(ids), b], mask[:len(ids), b] = ids, 1.0
+        return np.exp(self.engine.log_probs(x, mask)[:len(rows)].astype(np.float64))
+
+
+class Explanation(NamedTuple):
+    """What each word of a sentence does for the class it is given (``Predictor.explain``)."""
+
+    probs: np.ndarray  # (K,) the sentence's class probabilities
+    label: int         # the predicted class: the most probable
+    words: list[str]   # the sentence's words as the model reads them (tokenized, lowercased)
+    drops: np.ndarray  # (N,) p(label | sentence) - p(label | sentence without word i)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
 def read_sentences(path: str) -> list[str]:

@@ -33,6 +33,7 @@ class ClassStepResult(NamedTuple):
     n: float          # rows with a real token (examples)
     correct: float    # rows whose most probable class is their label
     grad_norm: float  # global gradient norm before clipping (NaN for evaluation)
+    predicted: np.ndarray | None = None  # (B,) most probable class of each row (evaluation)
 
 
 class ClassifierEngine(CompiledModel):
@@ -65,7 +66,7 @@ class ClassifierEngine(CompiledModel):
             graph, updates = build_classifier(self.config, self.params, None, shape), None
             if kind == "log_probs":
                 return self._pytensor_function([graph.x, graph.mask], [graph.log_probs])
-            outputs = [graph.cost, graph.n, graph.correct]
+            outputs = [graph.cost, graph.n, graph.correct, graph.predicted]
         return self._pytensor_function([graph.x, graph.mask, graph.labels, graph.class_weights],
                                        outputs, updates)
 
@@ -75,9 +76,12 @@ class ClassifierEngine(CompiledModel):
         return ClassStepResult(float(cost), float(n), float(correct), float(norm))
 
     def eval_step(self, x: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> ClassStepResult:
-        """The batch's summed weighted cross-entropy and hits, without dropout or update."""
-        cost, n, correct = self._function("eval", x)(x, mask, labels, self.class_weights)
-        return ClassStepResult(float(cost), float(n), float(correct), math.nan)
+        """The batch's summed weighted cross-entropy, hits and predicted classes, without
+        dropout or update."""
+        cost, n, correct, predicted = self._function("eval", x)(x, mask, labels,
+                                                                self.class_weights)
+        return ClassStepResult(float(cost), float(n), float(correct), math.nan,
+                               np.asarray(predicted))
 
     def log_probs(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(B, K) log-probabilities of each class for each row of the batch."""

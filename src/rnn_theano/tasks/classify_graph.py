@@ -21,7 +21,7 @@ rows (padding first, keeping its zero state), ends after reading the first word.
 * ``max``: their elementwise maximum over the real steps (padding cannot win: it is set to a
   large negative number first).
 
-Parameters: ``embed``, the cells ``l{i}_Wx/Wh/b`` (and ``back{i}_*``) named and initialised as
+Parameters: ``embed`` (C, E) Uniform(+-``embed_init``), the cells ``l{i}_Wx/Wh/b`` (and ``back{i}_*``) named and initialised as
 the language model's, ``out_W`` (R, K) Uniform(+-1/sqrt(R)) and ``out_b`` (K,) zero.
 
 ``class_weights`` (K,) weigh each row's cross-entropy by its label's weight (all ones: the
@@ -61,9 +61,12 @@ class ClassifierConfig(EncoderSettings):
     pooling: str = "final"
     seed: int = 0
     float32: bool = True
+    embed_init: float = 0.1  # embeddings start Uniform(+-embed_init)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.embed_init > 0:
+            raise SettingError("embed_init", f"must be positive, got {self.embed_init}")
         if self.n_classes < 2:
             raise SettingError("n_classes", f"must be at least 2, got {self.n_classes}")
         if self.pooling not in POOLINGS:
@@ -74,7 +77,7 @@ class ClassifierConfig(EncoderSettings):
 def init_classifier_params(config: ClassifierConfig) -> dict[str, np.ndarray]:
     """Fresh parameters, named as in the module docstring, in the config's dtype."""
     rng = np.random.default_rng(config.seed)
-    params = init_encoder(config, rng)
+    params = init_encoder(config, rng, config.embed_init)
     scale = 1.0 / np.sqrt(config.top_dim)
     params["out_W"] = rng.uniform(-scale, scale, (config.top_dim, config.n_classes))
     params["out_b"] = np.zeros(config.n_classes)
@@ -98,6 +101,7 @@ class ClassifierGraph:
     n: Tensor              # () rows with at least one real token
     weight: Tensor         # () sum over real rows of w[label]: the cost's denominator
     correct: Tensor        # () real rows whose most probable class is their label
+    predicted: Tensor      # (B,) int the most probable class of each row
     log_probs: Tensor      # (B, K) log-probabilities of every class
     updates: dict          # the dropout generator's update (empty without dropout)
 
@@ -122,10 +126,11 @@ def build_classifier(config: ClassifierConfig, params: dict[str, Any],
     logits = rep.dot(params["out_W"]) + params["out_b"]  # (B, K)
     weights = class_weights[labels] * real  # (B,)
     cost = -(_target_log_prob(logits, labels) * weights).sum()
-    hits = pt.cast(pt.eq(pt.argmax(logits, axis=-1), labels), config.dtype)
+    predicted = pt.argmax(logits, axis=-1)
+    hits = pt.cast(pt.eq(predicted, labels), config.dtype)
     return ClassifierGraph(x, mask, labels, class_weights, cost, real.sum(), weights.sum(),
-                           (hits * real).sum(), pt.special.log_softmax(logits, axis=-1),
-                           drop.updates())
+                           (hits * real).sum(), predicted,
+                           pt.special.log_softmax(logits, axis=-1), drop.updates())
 
 
 def _represent(config: ClassifierConfig, params: dict[str, Any], e: Tensor, mask: Tensor,

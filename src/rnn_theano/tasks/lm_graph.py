@@ -163,17 +163,17 @@ def init_lm_params(config: LMConfig) -> dict[str, np.ndarray]:
     return {k: v.astype(config.dtype) for k, v in params.items()}
 
 
-def init_encoder(config: Any, rng: np.random.Generator,
+def init_encoder(config: Any, rng: np.random.Generator, embed_init: float = _EMBED_INIT,
                  **cell_options: Any) -> dict[str, np.ndarray]:
     """Fresh ``embed`` (C, E) and the cells of every layer of every direction (float64).
 
     What the language model and the classifier share: the embedding, then the forward stack's
     layers, then the backward stack's, drawn from ``rng`` in that order. ``config`` needs
     ``cell``, ``vocab_size``, ``embed_dim``, ``hidden_dim``, ``layers`` and ``directions``;
-    ``cell_options`` go to ``init_cell_params``.
+    the embedding is Uniform(+-``embed_init``), ``cell_options`` go to ``init_cell_params``.
     """
     cell, H = CELLS[config.cell], config.hidden_dim
-    params = {"embed": rng.uniform(-_EMBED_INIT, _EMBED_INIT,
+    params = {"embed": rng.uniform(-embed_init, embed_init,
                                    (config.vocab_size, config.embed_dim))}
     for prefix in config.directions:
         for i in range(config.layers):
