@@ -13,8 +13,8 @@ Configurations (the same model on the same data for every implementation of a ro
     c  PTB "small": LSTM 2x200, C=10,000, batch 20, unroll 20, stream mode, SGD lr 20,
        clip 0.25 (Zaremba's lr 1 / clip 5 on a mean loss): engine, peer
     d  GRU 2x200, otherwise as c: engine, peer
-    e  the sentence classifier of configs/classify-sst2.toml: bidirectional LSTM 2x150 over
-       embeddings of 300, max pooling over the real steps, dropout 0.5 on the embeddings and
+    e  the sentence classifier of configs/classify-sst2.toml: a bidirectional LSTM (one layer,
+       150 units each way) over embeddings of 300, max pooling over the real steps, dropout 0.5 on the embeddings and
        the sentence vector, softmax over the classes, mean cross-entropy over the sentences,
        Adam lr 0.001, clip 5, 32 sentences a batch bucketed by length: engine, peer
 
@@ -97,7 +97,7 @@ def configs(tiny: bool) -> dict[str, dict]:
                   learning_rate=20.0, clip_norm=0.25, impls=["engine", "pytorch"]),
         # configs/classify-sst2.toml; the vocabulary is the training words', up to 20,000.
         "e": dict(kind="classify",
-                  title=f"BiLSTM classifier 2x{H3} E={E3}, max pool, 32 sentences/step, Adam",
+                  title=f"BiLSTM classifier {H3}+{H3}, E={E3}, max pool, 32 sentences/step",
                   net=dict(cell="lstm", vocab_size=20_000, embed_dim=E3, hidden_dim=H3,
                            layers=1, bidirectional=True, pooling="max", dropout=0.5),
                   batch_size=32, learning_rate=0.001, clip_norm=5.0,

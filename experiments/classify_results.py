@@ -5,8 +5,8 @@
 
 For every dataset it runs the recipe ``configs/classify-NAME.toml`` once per seed (MR with
 ``--cross-validate``: its 10 folds), through the ``rnn-theano`` command, writing the run's
-JSON log to ``OUT/NAME-seedS.json``; a run whose log is already there is not run again
-(``--force`` reruns it). Then it writes ``OUT/results.json`` (every run's test accuracy,
+JSON log to ``OUT/NAME-seedS.json``; a run whose log already holds its test scores is not run
+again (``--force`` reruns it). Then it writes ``OUT/results.json`` (every run's test accuracy,
 macro F1 and wall time), prints the results as a Markdown table (mean and standard deviation
 over the seeds; for MR each seed's figure is its mean over the folds), and draws TREC's test
 confusion matrix, summed over the seeds, to ``OUT/trec-confusion.png``.
@@ -44,6 +44,14 @@ def train(name: str, seed: int, log: Path, extra: list[str]) -> float:
     if subprocess.run(argv).returncode:
         raise UserError(f"the {name} recipe failed with seed {seed} (its messages are above)")
     return time.perf_counter() - started
+
+
+def finished(log: Path) -> bool:
+    """Whether the log is a finished run's (an interrupted one has no test scores)."""
+    try:
+        return "test_accuracy" in json.loads(log.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
 
 
 def scores(log: Path) -> tuple[float, float]:
@@ -93,23 +101,27 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], out: Path) -> None:
 
 @user_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default="docs/classification", help="folder for the results")
     parser.add_argument("--force", action="store_true", help="rerun runs whose log exists")
     args, extra = parser.parse_known_args(argv)  # the rest goes to every train-classifier
+    try:
+        import matplotlib  # noqa: F401  (needed at the end: say so before hours of training)
+    except ImportError:
+        raise UserError("the confusion matrix needs matplotlib: pip install -e '.[plot]'")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict]] = {}
+    results = _previous(out)
     for name in args.datasets:
+        results[name] = []
         for seed in args.seeds:
             log = out / f"{name}-seed{seed}.json"
-            wall = train(name, seed, log, extra) if args.force or not log.exists() else None
+            wall = train(name, seed, log, extra) if args.force or not finished(log) else None
             accuracy, f1 = scores(log)
-            results.setdefault(name, []).append(
-                {"seed": seed, "accuracy": accuracy, "macro_f1": f1, "log": log.name,
-                 "wall": wall if wall is not None else _logged_wall(log)})
+            results[name].append({"seed": seed, "accuracy": accuracy, "macro_f1": f1,
+                                  "log": log.name, "wall": wall or _logged_wall(out, log)})
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(table(results))
     if "trec" in results:
@@ -120,14 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _logged_wall(log: Path) -> float:
+def _previous(out: Path) -> dict[str, list[dict]]:
+    """The results an earlier invocation wrote (other datasets are kept in the table)."""
+    path = out / "results.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _logged_wall(out: Path, log: Path) -> float:
     """A finished run's wall time as an earlier invocation of this script recorded it."""
-    previous = log.parent / "results.json"
-    if previous.exists():
-        for runs in json.loads(previous.read_text(encoding="utf-8")).values():
-            for run in runs:
-                if run["log"] == log.name:
-                    return run["wall"]
+    for runs in _previous(out).values():
+        for run in runs:
+            if run["log"] == log.name:
+                return run["wall"]
     return float("nan")
 
 

@@ -203,9 +203,16 @@ def test_cross_validation_trains_one_model_per_fold(files, tmp_path, capsys):
         tested.append(int(np.sum(ckpt.state["test_confusion"])))
     assert sum(tested) == 240 and max(tested) - min(tested) <= 1  # the folds partition
     summary = json.loads(log.read_text())
-    assert len(summary["test_accuracy"]) == 3
-    mean = np.mean(summary["test_accuracy"])
+    assert summary["folds"] == [str(tmp_path / f"cv.fold{i}.npz") for i in range(3)]
+    fold_log = json.loads((tmp_path / "cv.fold2.json").read_text())
+    assert fold_log["test_accuracy"] == summary["test_accuracy"][2]
+    mean = 100 * np.mean(summary["test_accuracy"])
     assert f"3-fold cross-validation: test accuracy {mean:.2f}%" in capsys.readouterr().out
+    again = ["--train", str(files["train"]), "--folds", "3", "--cross-validate", "--epochs",
+             "1", "--model-out", str(out), "--log-json", str(log), *TINY]
+    assert train_classifier_main(again) == 0  # after an interruption: finished folds are kept
+    assert capsys.readouterr().out.count("holds this fold's finished run") == 3
+    assert json.loads(log.read_text()) == summary
     code = train_classifier_main(["--train", str(files["train"]), "--test", str(files["test"]),
                                   "--cross-validate", "--model-out", str(out), *TINY])
     err = capsys.readouterr().err

@@ -111,15 +111,16 @@ def test_the_reader_takes_gzip_cased_words_and_skips_words_with_spaces(tmp_path)
     vocab = Vocabulary(("UNKNOWN_TOKEN", "SENTENCE_START", "SENTENCE_END", "great", "paris",
                         "the", "poor"))
     text = ("the 1 2 3\nParis 4 5 6\nparis 7 8 9\nPARIS 0 0 0\nThe 9 9 9\n. . . 1 1 1\n"
-            "poor 0.5 0.5 0.5\n\n")
+            "poor 0.5 0.5 0.5\nGreat 2 2 2\n\n")
     path = tmp_path / "glove.txt.gz"
     with gzip.open(path, "wt", encoding="utf-8") as f:
         f.write(text)
     found = read_vectors(str(path), vocab, 3, lowercase=True)
-    assert [vocab.words[i] for i in found.ids] == ["paris", "the", "poor"]
-    assert found.vectors.tolist() == [[7, 8, 9], [1, 2, 3], [0.5, 0.5, 0.5]]
+    assert [vocab.words[i] for i in found.ids] == ["great", "paris", "the", "poor"]
+    assert found.vectors.tolist() == [[2, 2, 2], [7, 8, 9], [1, 2, 3], [0.5, 0.5, 0.5]]
     cased = read_vectors(str(path), vocab, 3)  # a cased vocabulary takes exact words only
     assert [vocab.words[i] for i in cased.ids] == ["paris", "the", "poor"]
+    assert cased.vectors.tolist() == [[7, 8, 9], [1, 2, 3], [0.5, 0.5, 0.5]]
     with pytest.raises(SettingError, match="embed_dim 4 does not fit"):
         read_vectors(str(path), vocab, 4)
 

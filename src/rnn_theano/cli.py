@@ -388,26 +388,44 @@ def train_classifier_main(argv: list[str] | None = None) -> int:
 def _cross_validate(config: ClassifyConfig) -> int:
     """Train and test once per fold, then the mean and spread of the folds' test scores."""
     runs = classify.fold_runs(config)
-    for run in runs:
+    for run in [config, *runs]:  # the summary log is config's
         _check_outputs(run)
     scores = []
     for run in runs:
         print(f"--- cross-validation: fold {run.data.fold} of {len(runs)} is the test set ---")
-        code = _train_classifier(run, None)
-        if code:
-            return code
-        state = load_checkpoint(run.train.model_out, config.task).state
+        state = _finished_fold(run)
+        if state is None:
+            code = _train_classifier(run, None)
+            if code:
+                print("cross-validation stopped: the same command continues it, keeping the "
+                      "finished folds", file=sys.stderr)
+                return code
+            state = load_checkpoint(run.train.model_out, config.task).state
         scores.append([state["test_accuracy"], state["test_macro_f1"]])
-    accuracy, f1 = 100 * np.array(scores).T
-    print(f"{len(runs)}-fold cross-validation: test accuracy {accuracy.mean():.2f}% "
-          f"(standard deviation {accuracy.std(ddof=1):.2f}), macro F1 {f1.mean():.2f} "
-          f"({f1.std(ddof=1):.2f}); models in {Path(runs[0].train.model_out).parent}")
+    accuracy, f1 = np.array(scores).T
+    print(f"{len(runs)}-fold cross-validation: test accuracy {100 * accuracy.mean():.2f}% "
+          f"(standard deviation {100 * accuracy.std(ddof=1):.2f}), macro F1 "
+          f"{100 * f1.mean():.2f} ({100 * f1.std(ddof=1):.2f}); models in "
+          f"{Path(runs[0].train.model_out).parent}")
     if config.train.log_json:
         write_json(config.train.log_json, {"settings": config.to_dict(),
                                            "folds": [run.train.model_out for run in runs],
                                            "test_accuracy": accuracy.tolist(),
                                            "test_macro_f1": f1.tolist()})
     return 0
+
+
+def _finished_fold(run: ClassifyConfig) -> dict | None:
+    """The state of the fold's checkpoint when it already holds the test scores of a run with
+    these very settings (a cross-validation run again after an interruption); else None."""
+    path = Path(run.train.model_out)
+    if not (path.is_file() and zipfile.is_zipfile(path)):
+        return None
+    ckpt = load_checkpoint(path, run.task)
+    if ckpt.settings.to_dict() != run.to_dict() or "test_accuracy" not in ckpt.state:
+        return None
+    print(f"kept: {path} holds this fold's finished run")
+    return ckpt.state
 
 
 def _train_classifier(config: ClassifyConfig, resumed: Checkpoint | None) -> int:

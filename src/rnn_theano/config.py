@@ -364,9 +364,10 @@ class ClassifyDataSettings:
     folds: int = flag(0, "cross-validation folds when there is no test split (0: the "
                       "dataset's protocol, 10 for mr)", metavar="K")
     fold: int = flag(0, "which cross-validation fold is the test set", metavar="I")
-    cross_validate: bool = flag(False, "train and test once per fold instead, fold I's model "
-                                "in MODEL_OUT with .foldI before its suffix, and report the "
-                                "mean and standard deviation")
+    cross_validate: bool = flag(False, "train and test once per fold (every --fold in turn), "
+                                "fold I's model in MODEL_OUT with .foldI before its suffix; "
+                                "report the mean and standard deviation. Run again after an "
+                                "interruption: finished folds are kept")
     batch_size: int = flag(32, "sentences per step", metavar="B")
     # Read only when a fresh model starts: a resumed run has its embeddings in the checkpoint.
     embeddings: str | None = flag(None, "start the embeddings of the vocabulary words found "

@@ -9,8 +9,9 @@ must beat.
 
 A classifier's accuracy is the fraction of sentences whose most probable class is their label;
 its macro F1 is the unweighted mean over the classes of each class's F1 (the harmonic mean of
-its precision and recall), as scikit-learn's ``f1_score(average="macro")`` computes it: a class
-never predicted has precision 0, a class absent from the labels recall 0.
+its precision and recall), as scikit-learn's ``f1_score(average="macro")`` computes it: over
+the classes that occur among the labels or the predictions, a class never predicted scoring
+precision 0 and one absent from the labels recall 0.
 """
 
 from __future__ import annotations
@@ -52,14 +53,13 @@ class Score:
 
 
 def macro_f1(confusion: np.ndarray) -> float:
-    """The mean over classes of F1 = 2 TP / (2 TP + FP + FN), from a (K, K) confusion matrix
-    (row: label, column: prediction); a class with no label and no prediction scores 0."""
+    """The mean of F1 = 2 TP / (2 TP + FP + FN) over the classes that occur as a label or a
+    prediction, from a (K, K) confusion matrix (row: label, column: prediction)."""
     confusion = np.asarray(confusion, dtype=float)
     tp = np.diag(confusion)
-    wrong = confusion.sum(axis=0) + confusion.sum(axis=1) - 2 * tp  # FP + FN
-    denominator = 2 * tp + wrong
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    return float(f1.mean())
+    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)  # 2 TP + FP + FN
+    occurring = denominator > 0
+    return float(np.mean(2 * tp[occurring] / denominator[occurring]))
 
 
 def unigram_loss(train_targets: Sequence[np.ndarray], valid_targets: Sequence[np.ndarray],

@@ -61,7 +61,7 @@ class ClassifierConfig(EncoderSettings):
     pooling: str = "final"
     seed: int = 0
     float32: bool = True
-    embed_init: float = 0.1  # embeddings start Uniform(+-embed_init)
+    embed_init: float = 1.0  # embeddings start Uniform(+-embed_init): see ClassifierSettings
 
     def __post_init__(self) -> None:
         super().__post_init__()
