@@ -14,9 +14,10 @@ Configurations (the same model on the same data for every implementation of a ro
        clip 0.25 (Zaremba's lr 1 / clip 5 on a mean loss): engine, peer
     d  GRU 2x200, otherwise as c: engine, peer
     e  the sentence classifier of configs/classify-sst2.toml: a bidirectional LSTM (one layer,
-       150 units each way) over embeddings of 300, max pooling over the real steps, dropout 0.5 on the embeddings and
-       the sentence vector, softmax over the classes, mean cross-entropy over the sentences,
-       Adam lr 0.001, clip 5, 32 sentences a batch bucketed by length: engine, peer
+       150 units each way) over embeddings of 300, max pooling over the real steps, dropout
+       0.5 on the embeddings and the sentence vector, softmax over the classes, mean
+       cross-entropy over the sentences, Adam lr 0.001, clip 5, 32 sentences a batch bucketed
+       by length: engine, peer
 
 The text is Penn Treebank's training file (``ptb/ptb.train.txt`` under ``--data-dir``, default
 ``$RNN_THEANO_DATA`` or ``./data``), one sentence a line, mapped to each configuration's

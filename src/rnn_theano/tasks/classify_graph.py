@@ -21,8 +21,9 @@ rows (padding first, keeping its zero state), ends after reading the first word.
 * ``max``: their elementwise maximum over the real steps (padding cannot win: it is set to a
   large negative number first).
 
-Parameters: ``embed`` (C, E) Uniform(+-``embed_init``), the cells ``l{i}_Wx/Wh/b`` (and ``back{i}_*``) named and initialised as
-the language model's, ``out_W`` (R, K) Uniform(+-1/sqrt(R)) and ``out_b`` (K,) zero.
+Parameters: ``embed`` (C, E) Uniform(+-``embed_init``), the cells ``l{i}_Wx/Wh/b`` (and
+``back{i}_*``) named and initialised as the language model's, ``out_W`` (R, K)
+Uniform(+-1/sqrt(R)) and ``out_b`` (K,) zero.
 
 ``class_weights`` (K,) weigh each row's cross-entropy by its label's weight (all ones: the
 plain summed cross-entropy); the engine trains on ``cost / weight``, the weighted mean.
