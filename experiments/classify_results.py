@@ -3,8 +3,8 @@
     python experiments/classify_results.py --seeds 0 1 2 --out docs/classification
     make classify-results
 
-For every dataset it runs the recipe ``configs/classify-NAME.toml`` once per seed (MR with
-``--cross-validate``: its 10 folds), through the ``rnn-theano`` command, writing the run's
+For every dataset it runs the recipe ``configs/classify-NAME.toml`` once per seed (MR's
+recipe cross-validates: 10 trainings), through the ``rnn-theano`` command, writing the run's
 JSON log to ``OUT/NAME-seedS.json``; a run whose log already holds its test scores is not run
 again (``--force`` reruns it). Then it writes ``OUT/results.json`` (every run's test accuracy,
 macro F1 and wall time), prints the results as a Markdown table (mean and standard deviation
@@ -37,8 +37,6 @@ def train(name: str, seed: int, log: Path, extra: list[str]) -> float:
     argv = [command, "train-classifier", "--config", f"configs/classify-{name}.toml",
             "--seed", str(seed), "--log-json", str(log),
             "--model-out", f"checkpoints/classify-{name}-seed{seed}.npz", *extra]
-    if name == "mr":
-        argv.append("--cross-validate")
     print("$", " ".join(argv[1:]), flush=True)
     started = time.perf_counter()
     if subprocess.run(argv).returncode:
