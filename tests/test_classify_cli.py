@@ -217,3 +217,14 @@ def test_cross_validation_trains_one_model_per_fold(files, tmp_path, capsys):
                                   "--cross-validate", "--model-out", str(out), *TINY])
     err = capsys.readouterr().err
     assert code == 2 and "--cross-validate" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("encoding, needle", [("utf-8", "byte 0xe9"),
+                                              ("nope", "unknown encoding")])
+def test_the_encoding_flag_reaches_the_reader(files, tmp_path, capsys, encoding, needle):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(files["train"].read_bytes() + "pos un café great\n".encode("latin-1"))
+    code = train_classifier_main(["--train", str(latin), "--encoding", encoding,
+                                  "--model-out", str(tmp_path / "m.npz"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1

@@ -155,3 +155,27 @@ def test_training_draws_a_new_mask_at_every_step(engines) -> None:
     assert len(set(costs + [evaluated])) == 5
     for name, value in dropped.get_params().items():
         np.testing.assert_array_equal(value, params[name])
+
+
+def test_word_dropout_zeroes_whole_words_and_keeps_the_expectation() -> None:
+    """A classifier's word dropout alone (no unit dropout): each word's vector is all zeros or
+    all scaled by 1/keep, a fraction keep of the words is kept, the expected input is the
+    input, and the mask is not shared between words or rows; evaluation draws nothing."""
+    from rnn_theano.tasks.classify_graph import ClassifierConfig
+    config = ClassifierConfig(cell="rnn", vocab_size=4, float32=False, word_dropout=RATE)
+    assert config.draws_masks and ClassifierConfig(cell="rnn", dropout=0.0).draws_masks is False
+    drop = _Dropout(config, ptr.shared_rng(seed=5, name="rng"))
+    e = pt.tensor("e", dtype="float64", shape=(200, 100, 8))
+    f = pytensor.function([e], drop.words(e), updates=drop.updates(), mode=MODES["python"])
+    h = 1.0 + np.arange(200 * 100 * 8, dtype=np.float64).reshape(200, 100, 8) / 1e5
+    ratio = np.asarray(f(h)) / h
+    word_kept = ratio[..., 0] != 0
+    np.testing.assert_allclose(ratio[word_kept], 1.0 / KEEP, rtol=1e-12)  # whole vectors
+    assert np.all(ratio[~word_kept] == 0)
+    n = word_kept.size
+    assert abs(word_kept.mean() - KEEP) < five_sigma(KEEP, n)
+    assert abs(ratio.mean() - 1.0) < 5 * np.sqrt((1 - KEEP) / KEEP / n)
+    agree = KEEP**2 + RATE**2
+    for a, b in ((word_kept[1:], word_kept[:-1]), (word_kept[:, 1:], word_kept[:, :-1])):
+        assert abs((a == b).mean() - agree) < five_sigma(agree, a.size)
+    assert _Dropout(config, None).words(e) is e  # evaluation graphs have no generator

@@ -359,6 +359,8 @@ class ClassifyDataSettings:
                        LABELLED_FORMATS)
     data_dir: str | None = flag(None, "where named datasets live (default: $RNN_THEANO_DATA "
                                 "or ./data)", metavar="DIR")
+    encoding: str | None = flag(None, "the files' encoding, e.g. latin-1 (default: UTF-8, "
+                                "else Windows-1252, found per file)", metavar="NAME")
     dev_fraction: float = flag(0.1, "fraction of training sentences held out when there is no "
                                "dev file", metavar="F")
     folds: int = flag(0, "cross-validation folds when there is no test split (0: the "
@@ -406,6 +408,8 @@ class ClassifierSettings:
     pooling: str = flag("max", "the sentence as its final state(s), or the mean or max over "
                         "time of the top states", POOLINGS)
     dropout: float = flag(0.5, "dropout on the embeddings and the sentence vector", metavar="P")
+    word_dropout: float = flag(0.0, "in training, leave out each word of a sentence with "
+                               "probability P (its whole embedding zeroed)", metavar="P")
     keep_case: bool = flag(False, "do not lowercase words")
     mode: str = flag("AUTO", "PyTensor backend (AUTO: JAX when jax is installed, else NUMBA)",
                      MODES)

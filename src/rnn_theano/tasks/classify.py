@@ -47,7 +47,7 @@ def graph_config(config: ClassifyConfig, vocab_size: int, n_classes: int) -> Cla
                             embed_dim=m.embed_dim, hidden_dim=m.hidden_dim, layers=m.layers,
                             bidirectional=m.bidirectional, pooling=m.pooling,
                             dropout=m.dropout, seed=config.train.seed,
-                            embed_init=m.embed_init)
+                            embed_init=m.embed_init, word_dropout=m.word_dropout)
 
 
 def check_model(config: ClassifyConfig) -> None:
@@ -62,7 +62,7 @@ def load_data(config: ClassifyConfig) -> LabelledSplits:
     return load_labelled(d.dataset, train=d.train, dev=d.dev, test=d.test, fmt=d.format,
                          data_dir=d.data_dir, lowercase=config.model.lowercase,
                          seed=config.train.seed, dev_fraction=d.dev_fraction,
-                         folds=d.folds or None, fold=d.fold)
+                         folds=d.folds or None, fold=d.fold, encoding=d.encoding)
 
 
 def fold_runs(config: ClassifyConfig) -> list[ClassifyConfig]:

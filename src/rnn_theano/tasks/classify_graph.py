@@ -3,7 +3,7 @@
 The graph for a time-major batch of T steps and B rows (C words, E embedding, H hidden units,
 L layers, K classes, R = H, or 2H when bidirectional)::
 
-    e = embed[x]                                    (T, B, E)   dropout
+    e = embed[x]                                    (T, B, E)   word dropout, dropout
     fwd = forward stack over e, zero initial state  (T, B, H)   (``lm_graph._stack``)
     back = backward stack over e[::-1]              (T, B, H)   bidirectional only
     rep = pool(fwd, back)                           (B, R)      dropout
@@ -63,9 +63,12 @@ class ClassifierConfig(EncoderSettings):
     seed: int = 0
     float32: bool = True
     embed_init: float = 1.0  # embeddings start Uniform(+-embed_init): see ClassifierSettings
+    word_dropout: float = 0.0  # training drops each word of a sentence with this probability
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise SettingError("word_dropout", f"must be in [0, 1), got {self.word_dropout}")
         if not self.embed_init > 0:
             raise SettingError("embed_init", f"must be positive, got {self.embed_init}")
         if self.n_classes < 2:
@@ -73,6 +76,10 @@ class ClassifierConfig(EncoderSettings):
         if self.pooling not in POOLINGS:
             raise SettingError("pooling", f"{self.pooling!r} is unknown: use one of "
                                f"{', '.join(POOLINGS)}")
+
+    @property
+    def word_rate(self) -> float:
+        return self.word_dropout
 
 
 def init_classifier_params(config: ClassifierConfig) -> dict[str, np.ndarray]:
@@ -123,7 +130,8 @@ def build_classifier(config: ClassifierConfig, params: dict[str, Any],
     drop = _Dropout(config, dropout_rng)
 
     real = mask.max(axis=0)  # (B,): 1 for a row with a real token, 0 for an empty one
-    rep = drop(_represent(config, params, drop(params["embed"][x]), mask, real, drop))
+    e = drop(drop.words(params["embed"][x]))
+    rep = drop(_represent(config, params, e, mask, real, drop))
     logits = rep.dot(params["out_W"]) + params["out_b"]  # (B, K)
     weights = class_weights[labels] * real  # (B,)
     cost = -(_target_log_prob(logits, labels) * weights).sum()

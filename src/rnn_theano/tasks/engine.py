@@ -166,14 +166,14 @@ class CompiledModel:
         """The dropout generators' state (JSON-able), so a resumed run draws the same masks:
         ``numpy``, the shared generator's; ``jax``, each JAX function's stream by batch shape
         (arrays as dtype and values)."""
-        if self.config.dropout == 0.0:
+        if not self.config.draws_masks:
             return None
         numpy = self._dropout_rng.get_value(borrow=True).bit_generator.state
         return {"numpy": numpy, "jax": {k: _to_json(v) for k, v in self._jax_rngs.items()}}
 
     def set_rng_state(self, state: dict | None) -> None:
         """Continue the streams ``get_rng_state`` saved (before or after compiling)."""
-        if state is None or self.config.dropout == 0.0:
+        if state is None or not self.config.draws_masks:
             return
         rng = np.random.default_rng()
         rng.bit_generator.state = state["numpy"]

@@ -89,6 +89,16 @@ class EncoderSettings:
         return "float32" if self.float32 else "float64"  # type: ignore[attr-defined]
 
     @property
+    def word_rate(self) -> float:
+        """The rate at which whole words are dropped from the input (``_Dropout.words``)."""
+        return 0.0
+
+    @property
+    def draws_masks(self) -> bool:
+        """Whether training draws random dropout masks (and keeps a generator for them)."""
+        return self.dropout > 0.0 or self.word_rate > 0.0
+
+    @property
     def top_dim(self) -> int:
         """H_top: the size of the top states, forward and backward joined."""
         return self.hidden_dim * (2 if self.bidirectional else 1)
@@ -332,18 +342,28 @@ class _Dropout:
     the previous call left, so all masks of one step differ; ``updates`` stores the last state.
     """
 
-    def __init__(self, config: LMConfig, rng: Any | None) -> None:
-        self.rng = rng if config.dropout > 0.0 else None
+    def __init__(self, config: EncoderSettings, rng: Any | None) -> None:
+        self.rng = rng if config.draws_masks else None
         self.next_rng = self.rng
         self.keep, self.dtype = 1.0 - config.dropout, config.dtype
+        self.keep_word = 1.0 - config.word_rate
 
     def __call__(self, h: Tensor) -> Tensor:
-        if self.rng is None:
+        return self._dropped(h, self.keep, h.shape)
+
+    def words(self, e: Tensor) -> Tensor:
+        """Word dropout on the embedded batch ``e`` (T, B, E): each word's whole vector is
+        zeroed with the word rate, the others scaled up as in ``__call__``."""
+        return self._dropped(e, self.keep_word, e.shape[:2], word=True)
+
+    def _dropped(self, h: Tensor, keep: float, shape: Any, word: bool = False) -> Tensor:
+        if self.rng is None or keep == 1.0:
             return h
         # A Bernoulli draw, not binomial(1, p): JAX samples a binomial by rejection, far
         # slower (docs/backends.md).
-        self.next_rng, kept = self.next_rng.bernoulli(self.keep, size=h.shape)
-        return h * pt.cast(kept, self.dtype) * np.asarray(1.0 / self.keep, dtype=self.dtype)
+        self.next_rng, kept = self.next_rng.bernoulli(keep, size=shape)
+        kept = pt.cast(kept, self.dtype)
+        return h * (kept[:, :, None] if word else kept) * np.asarray(1.0 / keep, self.dtype)
 
     def updates(self) -> dict[Any, Any]:
         return {} if self.rng is None else {self.rng: self.next_rng}
