@@ -8,6 +8,7 @@ shape each. Every graph is compiled once for the module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -119,7 +120,9 @@ def test_parameters_are_named_and_shaped_like_the_language_model() -> None:
         "back0_Wx": (5, 12), "back0_Wh": (4, 12), "back0_b": (12,),
         "out_W": (8, K), "out_b": (K,)}
     assert all(v.dtype == np.float32 for v in params.values())
-    assert np.abs(params["embed"]).max() <= 0.1 and not params["out_b"].any()
+    assert 0.9 < np.abs(params["embed"]).max() <= 1.0 and not params["out_b"].any()
+    small = init_classifier_params(dataclasses.replace(config, embed_init=0.25))["embed"]
+    assert 0.2 < np.abs(small).max() <= 0.25  # Uniform(+-embed_init)
     check_classifier_params(config, params)
     with pytest.raises(UserError, match="out_W"):
         check_classifier_params(config, {**params, "out_W": np.zeros((4, K))})

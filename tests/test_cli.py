@@ -253,7 +253,7 @@ def test_every_shipped_classifier_recipe_names_its_dataset(name):
                                  "train-classifier")
     assert config.data.dataset == name.removeprefix("classify-").removesuffix(".toml")
     assert config.train.model_out == f"checkpoints/{name.removesuffix('.toml')}.npz"
-    with pytest.raises(UserError, match="unknown settings dataset"):
+    with pytest.raises(UserError, match="unknown settings .*dataset"):
         cli.train_config(["--config", str(ROOT / "configs" / name)])  # not a language model's
 
 
