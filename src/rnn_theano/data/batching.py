@@ -47,6 +47,11 @@ def _check_positive(name: str, value: int) -> None:
         raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
 
 
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that is at least ``n``."""
+    return -(-n // multiple) * multiple
+
+
 class _LengthBuckets:
     """Examples batched by similar length, padded; deterministic given ``seed``.
 
@@ -89,7 +94,7 @@ class _LengthBuckets:
         ``pad_multiple`` (bounding the number of distinct shapes: a backend with static
         shapes, JAX, compiles one per shape)."""
         lengths = self._lengths[indices]
-        T = -(-int(lengths.max()) // self.pad_multiple) * self.pad_multiple
+        T = round_up(int(lengths.max()), self.pad_multiple)
         mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float32)
         return np.zeros((T, len(indices)), dtype=np.int32), mask
 

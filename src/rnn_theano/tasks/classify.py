@@ -26,7 +26,7 @@ import numpy as np
 from .. import backends
 from ..checkpoint import Checkpoint
 from ..config import ClassifyConfig
-from ..data.batching import ClassBatches
+from ..data.batching import ClassBatches, round_up
 from ..data import labelled
 from ..data.embeddings import WordVectors, read_vectors
 from ..data.labelled import Example, LabelledSplits, LabelSet, load_labelled
@@ -232,8 +232,8 @@ class Predictor:
         rows): an explanation's batch then has one of a few shapes, not one per sentence.
         """
         m = self.engine.pad_multiple
-        x = np.zeros((max(m, _round_up(max(map(len, rows)), m)),
-                      1 if len(rows) == 1 else _round_up(len(rows), m)), np.int32)
+        x = np.zeros((max(m, round_up(max(map(len, rows)), m)),
+                      1 if len(rows) == 1 else round_up(len(rows), m)), np.int32)
         mask = np.zeros(x.shape, np.float32)
         for b, ids in enumerate(rows):
             x[:len(ids), b], mask[:len(ids), b] = ids, 1.0
@@ -247,10 +247,6 @@ class Explanation(NamedTuple):
     label: int         # the predicted class: the most probable
     words: list[str]   # the sentence's words as the model reads them (tokenized, lowercased)
     drops: np.ndarray  # (N,) p(label | sentence) - p(label | sentence without word i)
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
 
 
 def read_sentences(path: str) -> list[str]:

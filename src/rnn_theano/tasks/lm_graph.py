@@ -353,17 +353,17 @@ class _Dropout:
 
     def words(self, e: Tensor) -> Tensor:
         """Word dropout on the embedded batch ``e`` (T, B, E): each word's whole vector is
-        zeroed with the word rate, the others scaled up as in ``__call__``."""
-        return self._dropped(e, self.keep_word, e.shape[:2], word=True)
+        zeroed with the word rate (one draw per word, broadcast over E), the others scaled up
+        as in ``__call__``."""
+        return self._dropped(e, self.keep_word, (e.shape[0], e.shape[1], 1))
 
-    def _dropped(self, h: Tensor, keep: float, shape: Any, word: bool = False) -> Tensor:
+    def _dropped(self, h: Tensor, keep: float, shape: Any) -> Tensor:
         if self.rng is None or keep == 1.0:
             return h
         # A Bernoulli draw, not binomial(1, p): JAX samples a binomial by rejection, far
         # slower (docs/backends.md).
         self.next_rng, kept = self.next_rng.bernoulli(keep, size=shape)
-        kept = pt.cast(kept, self.dtype)
-        return h * (kept[:, :, None] if word else kept) * np.asarray(1.0 / keep, self.dtype)
+        return h * pt.cast(kept, self.dtype) * np.asarray(1.0 / keep, dtype=self.dtype)
 
     def updates(self) -> dict[Any, Any]:
         return {} if self.rng is None else {self.rng: self.next_rng}
