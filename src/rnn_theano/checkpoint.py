@@ -6,9 +6,11 @@ Layout (readable with numpy alone, ``np.load(path)``):
   ``V`` (C, H) and ``W`` (H, H), exactly as the tutorial shapes them;
 * ``__opt__NAME``: the optimizer's state (Adam's moments and step count, RMSprop's mean
   squares), when the model has any, so a resumed run continues it;
+* ``__blob__NAME``: a file the model reads text with, as uint8 bytes (a translation model's
+  sentencepiece models, ``source.model`` and ``target.model``);
 * ``__meta__``: a 0-d unicode array holding JSON with ``format``, ``version``, ``vocab`` (the
   word list; a word's id is its index), ``settings`` (``config.TrainConfig.to_dict()``: the
-  data, model and train sections; ``task`` says which kind: ``lm`` or ``classify``),
+  data, model and train sections; ``task`` says which kind: ``lm``, ``classify`` or ``mt``),
   ``labels`` (a classifier's classes) and ``state`` (epoch, learning rate, history, ...).
 
 Version 1 files (flat settings with a ``family`` key) are read and converted on loading.
@@ -37,6 +39,7 @@ FORMAT = "rnn-theano-checkpoint"
 VERSION = 2
 META_KEY = "__meta__"
 OPT_PREFIX = "__opt__"
+BLOB_PREFIX = "__blob__"
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Checkpoint:
     state: dict[str, Any] = field(default_factory=dict)
     optimizer: dict[str, np.ndarray] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    blobs: dict[str, bytes] = field(default_factory=dict)
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
@@ -60,11 +64,14 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
             "settings": ckpt.settings.to_dict(), "state": ckpt.state}
     arrays = {name: np.asarray(value) for name, value in ckpt.params.items()}
     arrays.update({OPT_PREFIX + name: np.asarray(v) for name, v in ckpt.optimizer.items()})
+    arrays.update({BLOB_PREFIX + name: np.frombuffer(data, np.uint8)
+                   for name, data in ckpt.blobs.items()})
     atomic_write(path, lambda f: np.savez(f, **arrays, **{META_KEY: np.array(json.dumps(meta))}))
 
 
-_COMMANDS = {"lm": "generate, evaluate or fill-blank", "classify": "classify"}
-_KINDS = {"lm": "language-model", "classify": "classifier"}
+_COMMANDS = {"lm": "generate, evaluate or fill-blank", "classify": "classify",
+             "mt": "translate"}
+_KINDS = {"lm": "language-model", "classify": "classifier", "mt": "translation"}
 
 
 def load_checkpoint(path: str | Path, task: str | None = None) -> Checkpoint:
@@ -100,16 +107,22 @@ def _load(path: Path) -> Checkpoint:
                         f"1 and {VERSION}): {fix}")
     try:
         vocab = Vocabulary(tuple(meta["vocab"]))
-        optimizer = {name[len(OPT_PREFIX):]: arrays.pop(name)
-                     for name in list(arrays) if name.startswith(OPT_PREFIX)}
+        optimizer = _pop_prefixed(arrays, OPT_PREFIX)
+        blobs = {k: v.tobytes() for k, v in _pop_prefixed(arrays, BLOB_PREFIX).items()}
         sections = meta["settings"] if meta["version"] == VERSION else upgrade_v1(meta["config"])
         settings = RUN_CONFIGS[meta.get("task", TrainConfig.task)].from_dict(sections)
         return Checkpoint(arrays, vocab, settings, dict(meta.get("state", {})), optimizer,
-                          tuple(meta.get("labels", ())))
+                          tuple(meta.get("labels", ())), blobs)
     except (KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{problem} (incomplete metadata: {e}): {fix}") from None
     except UserError as e:
         raise UserError(f"{problem} ({e}): {fix}") from None
+
+
+def _pop_prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """Remove the arrays named ``prefix + NAME`` from ``arrays``; return them by NAME."""
+    return {name[len(prefix):]: arrays.pop(name) for name in list(arrays)
+            if name.startswith(prefix)}
 
 
 # Version 1 kept every flag in one flat dict; these were dropped or renamed since.

@@ -1,4 +1,5 @@
-"""The command line: ``rnn-theano train|generate|evaluate|fill-blank`` (and ``scripts/``).
+"""The command line: ``rnn-theano train|generate|evaluate|fill-blank|train-classifier|classify|
+train-mt|translate`` (and ``scripts/``).
 
 Each ``*_main`` returns an exit status. A ``UserError`` anywhere becomes one line on stderr
 and status 2 (a ``SettingError`` under its flag's name); nothing is written before the inputs
@@ -31,14 +32,16 @@ from . import backends
 from .atomic import write_json
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import (BLANK, ClassifyConfig, ClassifyTextConfig, EvaluateConfig,
-                     FillBlankConfig, GenerateConfig, RunConfig, TrainConfig)
+                     FillBlankConfig, GenerateConfig, MTConfig, RunConfig, TrainConfig,
+                     TranslateConfig)
 from .data import corpus
+from .data.parallel import read_lines
 from .data.splits import Splits, load_splits
 from .data.tokenize import tokenize_words
 from .errors import ArgumentParser, SettingError, UserError, user_errors
 from .interrupt import StopFlag
 from .sampling import detokenize, generate_sentence, sentence_markers
-from .tasks import classify, lm
+from .tasks import classify, lm, mt
 from .tasks.engine import continue_from
 from .tasks.lm_engine import LMEngine
 from .metrics import Score
@@ -49,7 +52,9 @@ COMMANDS = {"train": "train a language model (the tutorial's RNN, or the engine:
             "evaluate": "score a trained model on a text: perplexity",
             "fill-blank": "predict the missing word of a sentence",
             "train-classifier": "train a sentence classifier (the many-to-one RNN)",
-            "classify": "classify sentences with a trained classifier"}
+            "classify": "classify sentences with a trained classifier",
+            "train-mt": "train a translation model (attention encoder-decoder)",
+            "translate": "translate sentences with a trained translation model"}
 
 
 def _add_flags(parser: argparse.ArgumentParser, kind: type, given_only: bool) -> None:
@@ -199,8 +204,10 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def run_trainer(config: RunConfig, task: Any, options: TrainerOptions,
-                resumed: Checkpoint | None, run_log: dict, baseline: str) -> int:
-    """Train ``task`` with the one trainer: checkpoint, log file, Ctrl-C, final scores."""
+                resumed: Checkpoint | None, run_log: dict, baseline: str,
+                test_extra: Callable[[], dict] | None = None) -> int:
+    """Train ``task`` with the one trainer: checkpoint, log file, Ctrl-C, final scores
+    (``test_extra()``: more test results to print, save and log, e.g. BLEU)."""
     out = Path(config.train.model_out)
     run_log = {"settings": config.to_dict(), **run_log, "history": []}
 
@@ -215,7 +222,7 @@ def run_trainer(config: RunConfig, task: Any, options: TrainerOptions,
         state = train(task, options, state=resumed.state if resumed else None, save=save,
                       stop=stop, on_epoch=write_log)
         _final_scores(task, options, state, f"{baseline}); model saved to {out}", save,
-                      write_log)
+                      write_log, test_extra)
     return 130 if state.get("interrupted") else 0
 
 
@@ -265,7 +272,8 @@ def _report(config: TrainConfig, splits: Splits, model: lm.Model, vocab_size: in
 
 
 def _final_scores(task: Any, options: TrainerOptions, state: dict, saved: str,
-                  save: Callable[[dict], None], write_log: Callable[..., None]) -> None:
+                  save: Callable[[dict], None], write_log: Callable[..., None],
+                  test_extra: Callable[[], dict] | None = None) -> None:
     """The kept model's held-out score, and its test score when there is a test set."""
     history = state["history"]
     if not history:
@@ -283,6 +291,8 @@ def _final_scores(task: Any, options: TrainerOptions, state: dict, saved: str,
         if score.accuracy is not None:
             scores |= {"test_accuracy": score.accuracy, "test_macro_f1": score.macro_f1,
                        "test_confusion": score.confusion.tolist()}
+        if test_extra:
+            scores |= test_extra()
         save(state | scores)
         extra.update(scores, test_tokens=score.n_tokens)
     write_log(history, **extra)
@@ -291,10 +301,12 @@ def _final_scores(task: Any, options: TrainerOptions, state: dict, saved: str,
 def _row_score(row: dict, split: str) -> Score:
     """A history row's scores of ``split`` as a ``Score`` over one unit."""
     accuracy = row.get(f"{split}_accuracy")
-    return Score(row[f"{split}_loss"], 1.0, accuracy)
+    return Score(row[f"{split}_loss"], 1.0, accuracy, bleu=row.get(f"{split}_bleu"))
 
 
 def _measure(score: Score) -> str:
+    if score.bleu is not None:
+        return f"perplexity {score.perplexity:.2f}, BLEU {score.bleu:.2f}"
     if score.macro_f1 is not None:
         return f"accuracy {100 * score.accuracy:.2f}%, macro F1 {100 * score.macro_f1:.2f}"
     if score.accuracy is not None:
@@ -468,9 +480,73 @@ def classify_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@user_errors
+def train_mt_main(argv: list[str] | None = None) -> int:
+    config, resumed = train_config(argv, MTConfig, "train-mt")
+    _check_outputs(config)
+    mt.check_model(config)
+    data = mt.load_data(config)
+    backends.limit_blas_threads(config.train.blas_threads)
+    task = mt.make_task(config, data, resumed)
+    train_pairs, kept = len(data.train[0]), len(task.batches["train"].src)
+    print(f"data: {data.source}\n  {train_pairs:,} training pairs ({kept:,} kept: both sides "
+          f"1 to {config.data.max_length} subwords), {len(data.valid[0]):,} validation"
+          + (f", {len(data.test[0]):,} test" if data.test else "")
+          + f"; {task.n_train_tokens:,} target tokens per epoch (subwords and sentence ends)"
+          f"\nmodel: {mt.describe(task.engine, task.subwords)}, "
+          f"{task.engine.n_params():,} parameters\n"
+          "loss = cross-entropy per target token in nats; BLEU = sacreBLEU on the validation "
+          f"set, {'greedy' if config.train.valid_beam == 1 else f'beam {config.train.valid_beam}'}")
+    run_log = {"parameters": task.engine.n_params(), "train_pairs": kept,
+               "vocab_sizes": [len(task.subwords[0]), len(task.subwords[1])],
+               "train_tokens": task.n_train_tokens}
+    return run_trainer(config, task, mt.trainer_options(config), resumed, run_log,
+                       f"best by validation {config.train.monitor}",
+                       lambda: _test_bleu(config, task))
+
+
+def _test_bleu(config: MTConfig, task: mt.MTTask) -> dict[str, Any]:
+    """BLEU of the kept model's test translations, greedy and with ``--beam``."""
+    source, refs = task.references["test"]
+    results = {}
+    for beam in sorted({1, config.train.beam}):
+        out = task.translator.translate(source, beam=beam,
+                                        length_penalty=config.train.length_penalty)
+        report = mt.bleu_report([o[0].text for o in out], refs)
+        name = "greedy" if beam == 1 else f"beam {beam}"
+        print(f"test BLEU, {name}: {report['bleu']:.2f} cased, {report['bleu_lowercase']:.2f} "
+              f"lowercased ({report['bleu_signature']})")
+        results[f"test_beam{beam}"] = report
+    return results
+
+
+@user_errors
+def translate_main(argv: list[str] | None = None) -> int:
+    config = _parse(TranslateConfig, argv, "translate")
+    ckpt = load_checkpoint(config.model, MTConfig.task)
+    translator = mt.Translator.from_checkpoint(ckpt)
+    lines = (read_lines(config.file) if config.file
+             else [line.strip() for line in sys.stdin.read().splitlines()])
+    refs = read_lines(config.reference) if config.reference else None
+    out = translator.translate(lines, beam=config.beam, nbest=config.nbest,
+                               length_penalty=config.length_penalty, max_ratio=config.max_ratio,
+                               batch_size=config.batch_size, refuse_long=config.refuse_long)
+    for i, hyps in enumerate(out):
+        for h in hyps:
+            print(h.text if config.nbest == 1 else f"{i}\t{h.log_prob:.4f}\t{h.text}")
+    if refs is not None:
+        report = mt.bleu_report([h[0].text for h in out], refs)
+        print(f"BLEU {report['bleu']:.2f} cased ({report['bleu_signature']}), "
+              f"{report['bleu_lowercase']:.2f} lowercased", file=sys.stderr)
+    if config.show_attention and lines:
+        alpha, src, tgt = translator.attention(lines[0], out[0][0])
+        mt.plot_attention(alpha, src, tgt, config.show_attention)
+    return 0
+
+
 MAINS = {"train": train_main, "generate": generate_main, "evaluate": evaluate_main,
          "fill-blank": fill_blank_main, "train-classifier": train_classifier_main,
-         "classify": classify_main}
+         "classify": classify_main, "train-mt": train_mt_main, "translate": translate_main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -461,7 +461,184 @@ class ClassifyConfig(RunConfig):
     task: ClassVar[str] = "classify"
 
 
-RUN_CONFIGS: dict[str, type] = {c.task: c for c in (TrainConfig, ClassifyConfig)}
+# --- translation -----------------------------------------------------------------------------
+
+SUBWORD_MODELS = ("bpe", "unigram", "word", "char")
+ATTENTIONS = ("additive", "general", "dot")
+MONITORS = ("bleu", "loss")
+
+
+@dataclass(frozen=True)
+class MTDataSettings:
+    """The parallel text a translation model is trained, tuned and tested on."""
+
+    corpus: str | None = flag(None, "a named parallel corpus: multi30k (downloaded into "
+                              "--data-dir when absent)", metavar="NAME")
+    src_lang: str = flag("de", "source language: the suffix of the corpus's files",
+                         metavar="LANG")
+    tgt_lang: str = flag("en", "target language", metavar="LANG")
+    test_set: str = flag("test_2016_flickr", "the named corpus's test set (multi30k also "
+                         "publishes test_2017_flickr, test_2017_mscoco, test_2018_flickr)",
+                         metavar="NAME")
+    train_src: str | None = flag(None, "training source file of your own instead of --corpus "
+                                 "(one sentence per line, .gz too)", metavar="PATH")
+    train_tgt: str | None = flag(None, "its translations, line by line", metavar="PATH")
+    valid_src: str | None = flag(None, "held-out source file (for your own data)",
+                                 metavar="PATH")
+    valid_tgt: str | None = flag(None, "its translations", metavar="PATH")
+    test_src: str | None = flag(None, "test source file, translated once with the kept model",
+                                metavar="PATH")
+    test_tgt: str | None = flag(None, "its reference translations", metavar="PATH")
+    data_dir: str | None = flag(None, "where named corpora live (default: $RNN_THEANO_DATA or "
+                                "./data)", metavar="DIR")
+    max_length: int = flag(80, "the longest sentence in subwords: longer training pairs are "
+                           "left out, longer input to translate is cut", metavar="N")
+    batch_size: int = flag(64, "sentence pairs per step", metavar="B")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _positive(self, "batch_size", "max_length")
+        _at_most_one_of(self, "corpus", "train_src", required=True)
+        for a, b in (("train_src", "train_tgt"), ("valid_src", "valid_tgt"),
+                     ("test_src", "test_tgt")):
+            if bool(getattr(self, a)) != bool(getattr(self, b)):
+                raise SettingError(a, "and {others} go together: give both", (b,))
+        if self.train_src and not self.valid_src:
+            raise SettingError("valid_src", "and --valid-tgt are needed with --train-src: a "
+                               "held-out pair of files to choose the best model on")
+        if self.src_lang == self.tgt_lang:
+            raise SettingError("tgt_lang", f"is the source language too ({self.src_lang}): "
+                               "choose two languages")
+
+    def inputs(self) -> dict[str, str | None]:
+        return {name: getattr(self, name) for name in ("train_src", "train_tgt", "valid_src",
+                                                       "valid_tgt", "test_src", "test_tgt")}
+
+
+@dataclass(frozen=True)
+class MTModelSettings:
+    """The encoder-decoder, and how it cuts text: what a checkpoint rebuilds it from."""
+
+    cell: str = flag("gru", "recurrent cell of the encoder and the decoder", ("gru", "lstm"))
+    subwords: str = flag("bpe", "sentencepiece model of each language, trained on its training "
+                         "side (word: whole words, the rarest as unknown)", SUBWORD_MODELS)
+    src_vocab_size: int = flag(8000, "source vocabulary size (pieces; fewer when the text has "
+                               "fewer)", metavar="N")
+    tgt_vocab_size: int = flag(8000, "target vocabulary size", metavar="N")
+    embed_dim: int = flag(256, "word embedding size (both sides)", metavar="E")
+    hidden_dim: int = flag(256, "encoder state size of each direction", metavar="H")
+    layers: int = flag(1, "stacked encoder layers", metavar="N")
+    bidirectional: bool = flag(True, "the encoder reads both ways (--no-bidirectional: left to "
+                               "right only)")
+    decoder_dim: int = flag(512, "decoder state size", metavar="D")
+    attention: str = flag("additive", "additive (Bahdanau), general or dot (Luong)",
+                          ATTENTIONS)
+    attention_dim: int = flag(512, "hidden size of additive attention", metavar="A")
+    init_state: str = flag("mean", "the decoder's first state from the mean of the encoder "
+                           "states, or from its final states", ("mean", "final"))
+    tie_embeddings: bool = flag(False, "share the target embedding with the output layer")
+    dropout: float = flag(0.3, "dropout on embeddings, between layers and before the output "
+                          "layer", metavar="P")
+    label_smoothing: float = flag(0.1, "train towards (1-P) on the reference word and P spread "
+                                  "over the vocabulary", metavar="P")
+    mode: str = flag("AUTO", "PyTensor backend (AUTO: JAX when jax is installed, else NUMBA)",
+                     MODES)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _positive(self, "embed_dim", "hidden_dim", "layers", "decoder_dim", "attention_dim")
+        for name in ("src_vocab_size", "tgt_vocab_size"):
+            if getattr(self, name) < 8:
+                raise SettingError(name, f"must be at least 8, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+
+    is_tutorial: ClassVar[bool] = False
+    family: ClassVar[str] = "engine"
+
+    @property
+    def arch(self) -> str:
+        return self.cell
+
+    def check_backend(self) -> None:
+        if self.mode == "JAX" and not has_jax():
+            raise SettingError("mode", "JAX needs the jax package: pip install -e '.[jax]'")
+
+
+@dataclass(frozen=True)
+class MTTrainSettings(TrainSettings):
+    """``TrainSettings`` with a translation model's defaults: Adam, clipping, early stopping
+    on the validation BLEU, and how validation and test sentences are decoded."""
+
+    optimizer: str = flag("adam", "update rule", OPTIMIZER_NAMES)
+    epochs: int = flag(10, "passes over the training data", metavar="N")
+    patience: int = flag(3, "stop after N epochs without a better --monitor (0: off)",
+                         metavar="N")
+    clip_norm: float = flag(1.0, "clip the gradient to this global norm (0: off)", metavar="C")
+    lr_decay: float = flag(1.0, "multiply the learning rate by F each epoch after "
+                           "--decay-after (1: a constant rate)", metavar="F")
+    monitor: str = flag("bleu", "what picks the best epoch: validation BLEU (greedy, or "
+                        "--valid-beam) or validation loss", MONITORS)
+    valid_beam: int = flag(1, "beam size of the validation translations (1: greedy)",
+                           metavar="K")
+    beam: int = flag(5, "beam size of the final test translations (greedy is reported too)",
+                     metavar="K")
+    length_penalty: float = flag(1.0, "beam search ranks by log-probability / length^P",
+                                 metavar="P")
+    model_out: str = flag("checkpoints/translator.npz", "checkpoint to write", metavar="PATH")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive(self, "valid_beam", "beam")
+        _not_negative(self, "length_penalty")
+
+
+@dataclass(frozen=True)
+class MTConfig(RunConfig):
+    """Everything ``rnn-theano train-mt`` can be told, by section."""
+
+    data: MTDataSettings = field(default_factory=MTDataSettings)
+    model: MTModelSettings = field(default_factory=MTModelSettings)
+    train: MTTrainSettings = field(default_factory=MTTrainSettings)
+    task: ClassVar[str] = "mt"
+
+
+RUN_CONFIGS: dict[str, type] = {c.task: c for c in (TrainConfig, ClassifyConfig, MTConfig)}
+
+
+@dataclass(frozen=True)
+class TranslateConfig:
+    """Everything ``rnn-theano translate`` can be told."""
+
+    file: str | None = flag(None, "sentences to translate, one per line (default: standard "
+                            "input); an empty line gives an empty line", metavar="FILE")
+    model: str = flag("checkpoints/translator.npz", "checkpoint written by train-mt",
+                      metavar="PATH")
+    beam: int = flag(5, "beam size (1: greedy)", metavar="K")
+    nbest: int = flag(1, "print the N best translations of each line, each as "
+                      "'I<TAB>SCORE<TAB>TEXT' (I the line's number from 0, SCORE its "
+                      "log-probability)", metavar="N")
+    length_penalty: float = flag(1.0, "beam search ranks by log-probability / length^P",
+                                 metavar="P")
+    max_ratio: float = flag(2.0, "translations stop at R times the source's length in "
+                            "subwords, plus 10", metavar="R")
+    reference: str | None = flag(None, "reference translations, line by line: print "
+                                 "sacreBLEU (cased and lowercased) on standard error",
+                                 metavar="FILE")
+    show_attention: str | None = flag(None, "draw the first sentence's attention as a heat "
+                                      "map into this PNG file (needs matplotlib)",
+                                      metavar="FILE")
+    refuse_long: bool = flag(False, "stop with an error on a line longer than the model's "
+                             "maximum, instead of cutting it with a warning")
+    batch_size: int = flag(32, "sentences translated at once", metavar="B")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _positive(self, "beam", "nbest", "max_ratio", "batch_size")
+        _not_negative(self, "length_penalty")
+        if self.nbest > self.beam:
+            raise SettingError("nbest", f"{self.nbest} is more than --beam {self.beam} "
+                               "keeps: raise --beam")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Metrics: cross-entropy and perplexity (every model), accuracy and macro F1 (classifiers),
-and the unigram baseline of a language model.
+BLEU (translation: computed by sacreBLEU in ``tasks.mt``, carried here), and the unigram
+baseline of a language model.
 
 Losses are mean cross-entropy per predicted token in nats: every target counts
 (``SENTENCE_END`` or ``<eos>`` included), ``SENTENCE_START`` never (it is only ever an input),
@@ -32,6 +33,7 @@ class Score:
     n_tokens: float
     correct: float | None = None
     confusion: np.ndarray | None = None  # (K, K) counts: row the label, column the prediction
+    bleu: float | None = None  # a translation model's BLEU on the split, when it was decoded
 
     @property
     def accuracy(self) -> float | None:

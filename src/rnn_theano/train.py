@@ -11,7 +11,8 @@ or a classifier's accuracy) stop early. A run resumes from the ``state`` its che
 
 History rows (one schema for every model): ``epoch``, ``learning_rate`` (the rate the epoch
 trained with), ``train_loss``/``train_ppl``, ``valid_loss``/``valid_ppl``, optional
-``test_loss``/``test_ppl``, ``*_accuracy`` for a classifier, ``tokens_per_second`` (tokens or
+``test_loss``/``test_ppl``, ``*_accuracy`` for a classifier, ``valid_bleu`` for a
+translation model, ``tokens_per_second`` (tokens or
 sentences, the task's ``unit``; 0 for the untrained row) and ``seconds`` since the run
 started. Losses are mean cross-entropy in nats per predicted token, or per classified
 sentence (``metrics``).
@@ -95,8 +96,8 @@ class Schedule:
 
 @dataclass(frozen=True)
 class TrainerOptions:
-    """``keep_best``: the checkpoint holds the best model by the held-out ``monitor`` (``loss``
-    or, for a classifier, ``accuracy``), else the last one evaluated, as the tutorial saves
+    """``keep_best``: the checkpoint holds the best model by the held-out ``monitor`` (``loss``;
+    for a classifier, ``accuracy``; for a translation model, ``bleu``), else the last one evaluated, as the tutorial saves
     it; ``eval_every``: epochs between evaluations."""
 
     epochs: int
@@ -110,6 +111,8 @@ class TrainerOptions:
 
     def criterion(self, score: Score) -> float:
         """What the best model minimises."""
+        if self.monitor == "bleu":
+            return -score.bleu
         return -score.accuracy if self.monitor == "accuracy" else score.loss
 
 
@@ -233,6 +236,8 @@ def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
             row[f"{split}_accuracy"] = score.accuracy
         if score.macro_f1 is not None:
             row[f"{split}_macro_f1"] = score.macro_f1
+        if score.bleu is not None:
+            row[f"{split}_bleu"] = score.bleu
     row.update(tokens_per_second=tps, seconds=time.perf_counter() - run.started)
     run.history.append(row)
     run.last = options.criterion(scores["valid"])
@@ -249,8 +254,9 @@ def _describe(row: dict, unit: str) -> str:
             return f"accuracy {100 * row[f'{split}_accuracy']:6.2f}%"
         return f"perplexity {row[f'{split}_ppl']:8.2f}"
     tps = row["tokens_per_second"]
+    bleu = f"  BLEU {row['valid_bleu']:.2f}" if "valid_bleu" in row else ""
     return (f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  held-out loss "
-            f"{row['valid_loss']:.4f}  {measure('valid')}"
+            f"{row['valid_loss']:.4f}  {measure('valid')}{bleu}"
             + (f"  test {measure('test').split(' ', 1)[1]}" if "test_loss" in row else "")
             + f"  lr {row['learning_rate']:g}" + (f"  {tps:,.0f} {unit}/s" if tps else ""))
 

