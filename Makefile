@@ -10,6 +10,7 @@
 #   make gradient-flow              the vanishing-gradient study (docs/gradient-flow.md)
 #   make classify-sst2 / classify-sst5 / classify-trec / classify-mr   sentence classifiers (configs/)
 #   make classify-results    every classifier recipe over 3 seeds: docs/classification/
+#   make mt-de-en / mt-en-de        translation recipes on Multi30k (configs/; docs/translation.md)
 #
 # Settings below are defaults; override any of them on the command line (make train EPOCHS=2).
 
@@ -47,7 +48,7 @@ PTB_TEST     ?= $${RNN_THEANO_DATA:-data}/ptb/ptb.test.txt
 SOURCE_FLAGS := $(if $(DATA),--data $(DATA)) $(if $(CORPUS),--corpus $(CORPUS))
 
 .PHONY: install train generate test bench clean ptb-rnn ptb-lstm ptb-gru ptb-plots gradient-flow \
-        classify-sst2 classify-sst5 classify-trec classify-mr classify-results
+        classify-sst2 classify-sst5 classify-trec classify-mr classify-results mt-de-en mt-en-de
 
 install: $(STAMP)
 
@@ -99,6 +100,18 @@ classify-sst2 classify-sst5 classify-trec classify-mr: classify-%: $(STAMP)
 classify-results: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[plot]'
 	PYTHONUNBUFFERED=1 $(PY) experiments/classify_results.py --out docs/classification $(TRAIN_FLAGS)
+
+# Train a translation recipe, log every epoch to docs/translation/NAME.json, then show a few
+# test translations with the attention of the first one.
+MT_OUT ?= docs/translation
+mt-de-en mt-en-de: mt-%: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[plot]'
+	@mkdir -p $(MT_OUT)
+	PYTHONUNBUFFERED=1 $(VENV)/bin/rnn-theano train-mt --config configs/mt-$*.toml \
+	  --log-json $(MT_OUT)/$*.json $(TRAIN_FLAGS) | tee $(MT_OUT)/$*.log
+	gzip -dc $${RNN_THEANO_DATA:-data}/multi30k/test_2016_flickr.$(firstword $(subst -, ,$*)).gz \
+	  | head -5 | $(VENV)/bin/rnn-theano translate --model checkpoints/mt-$*.npz \
+	  --show-attention $(MT_OUT)/$*-attention.png | tee $(MT_OUT)/$*-samples.txt
 
 gradient-flow: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[plot]'

@@ -18,6 +18,14 @@ Configurations (the same model on the same data for every implementation of a ro
        0.5 on the embeddings and the sentence vector, softmax over the classes, mean
        cross-entropy over the sentences, Adam lr 0.001, clip 5, 32 sentences a batch bucketed
        by length: engine, peer
+    f  the translator of configs/mt-de-en.toml: an attention encoder-decoder, a bidirectional
+       GRU encoder (256 units each way) over source embeddings of 256, a GRU decoder of 512
+       fed the previous word's embedding and the context, additive attention of 512 over the
+       real source positions, a deep output layer, BPE vocabularies of 8000 a side, dropout
+       0.3 on both embeddings and the deep output, label smoothing 0.1, the mean over the real
+       target tokens, Adam lr 0.001, clip 1, 64 pairs a batch bucketed by length and padded
+       to multiples of 8 (two shapes, see ``mt_data``); speed in target tokens (EOS
+       included) per second: engine, peer
 
 The text is Penn Treebank's training file (``ptb/ptb.train.txt`` under ``--data-dir``, default
 ``$RNN_THEANO_DATA`` or ``./data``), one sentence a line, mapped to each configuration's
@@ -26,6 +34,11 @@ uses random words (for tests). Config e trains on SST-2's training sentences
 (``sentences/stsa.binary.train``, never downloaded here); without them, or with
 ``--synthetic``, on the sentences above with seeded random binary labels (the speed does not
 depend on the labels). Its first loss is computed without dropout (see ``_classify_model``).
+Config f trains on Multi30k's German-English training pairs (``multi30k/train.de.gz`` and
+``train.en.gz``), cut into subwords by a sentencepiece BPE model of 8000 pieces trained on each
+side's training lines, as the recipe does; without them, or with ``--synthetic`` or ``--tiny``,
+on random ids (``random_pairs``). Its first loss is computed without dropout and without
+label smoothing (see ``_mt_model``).
 
 Each implementation runs in a subprocess of its own (so its peak RSS is its own); those of
 one configuration run side by side and take turns through a lock file (see ``turn``), so
@@ -64,6 +77,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -81,6 +95,9 @@ def configs(tiny: bool) -> dict[str, dict]:
     """The configurations; ``tiny`` shrinks every dimension (for the test)."""
     C8, C10, H1, H2 = (40, 50, 8, 8) if tiny else (8000, 10_000, 100, 200)
     E3, H3 = (8, 6) if tiny else (300, 150)
+    # The translator's target vocabulary differs from its source's when tiny, so that a peer
+    # mixing the two up fails.
+    E4, H4, D4, A4, C4 = (8, 6, 10, 7, 50) if tiny else (256, 256, 512, 512, 8000)
     lm = lambda cell, C, E, H, L: dict(cell=cell, vocab_size=C, embed_dim=E,  # noqa: E731
                                        hidden_dim=H, layers=L)
     return {
@@ -103,7 +120,21 @@ def configs(tiny: bool) -> dict[str, dict]:
                            layers=1, bidirectional=True, pooling="max", dropout=0.5),
                   batch_size=32, learning_rate=0.001, clip_norm=5.0,
                   impls=["engine", "pytorch"]),
+        # configs/mt-de-en.toml; the vocabularies are the subword models', 8000 pieces a side.
+        "f": dict(kind="mt", title=f"attention encoder-decoder, BiGRU {H4}+{H4} -> GRU {D4}, "
+                  f"A={A4}, E={E4}, 64 pairs/step",
+                  net=dict(cell="gru", vocab_size=C8, embed_dim=E4, hidden_dim=H4, layers=1,
+                           bidirectional=True, dropout=0.3, target_vocab_size=C4,
+                           decoder_dim=D4, attention="additive", attention_dim=A4,
+                           label_smoothing=0.1),
+                  batch_size=64, shapes=2, learning_rate=0.001, clip_norm=1.0,
+                  # Multi30k de->en in BPE pieces: 13.96 source pieces a pair, 14.52 target
+                  # tokens (EOS included), for flops_per_token.
+                  src_per_tgt=0.96, impls=["engine", "pytorch"]),
     }
+
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
 def flops_per_token(cfg: dict) -> float:
@@ -117,17 +148,37 @@ def flops_per_token(cfg: dict) -> float:
     lm:       sum over layers of (D_i + H) G H  +  H C    [embedding gather free]
     classify: directions x sum over layers of (D_i + H) G H   [the output layer, 2H x K
               per sentence, not per word, is not counted]
+    mt:       per target token (EOS included), with R = 2H the encoder's output size:
+              the decoder cell (E + R + D) G D [input, context, recurrence], the attention's
+              query D A, the deep output (D + R + E) E and the output layer E C; plus, per
+              source token, times ``src_per_tgt`` (source tokens per target token of the
+              corpus, a nominal ratio), the encoder's directions x sum over layers of
+              (D_i + H) G H and the attention's keys R A. Not counted: the attention's scores
+              and context sums, S (A + R) per target token for a source of S tokens (0.3% at
+              S = 14), and the initial state, R D per sentence.
     """
     if cfg["kind"] == "tutorial":
         H, C = cfg["hidden_dim"], cfg["vocab_size"]
         return 6.0 * (H * H + H * C)
-    net = cfg["lm"] if cfg["kind"] == "lm" else cfg["net"]
-    G = {"rnn": 1, "gru": 3, "lstm": 4}[net["cell"]]
-    H = net["hidden_dim"]
-    macs = sum(((net["embed_dim"] if i == 0 else H) + H) * G * H for i in range(net["layers"]))
     if cfg["kind"] == "lm":
-        return 6.0 * (macs + H * net["vocab_size"])
-    return 6.0 * macs * (2 if net["bidirectional"] else 1)
+        lm = cfg["lm"]
+        return 6.0 * (_stack_macs(lm) + lm["hidden_dim"] * lm["vocab_size"])
+    net = cfg["net"]
+    encoder = _stack_macs(net) * (2 if net["bidirectional"] else 1)
+    if cfg["kind"] == "classify":
+        return 6.0 * encoder
+    E, R, D, A = (net["embed_dim"], net["hidden_dim"] * (2 if net["bidirectional"] else 1),
+                  net["decoder_dim"], net["attention_dim"])
+    decoder = ((E + R + D) * GATES[net["cell"]] * D + D * A + (D + R + E) * E
+               + E * net["target_vocab_size"])
+    return 6.0 * (decoder + cfg["src_per_tgt"] * (encoder + R * A))
+
+
+def _stack_macs(net: dict) -> int:
+    """Multiply-adds per token of one direction of a stack of cells: sum over the layers
+    of (D_i + H) G H, D_i the layer's input size."""
+    G, H = GATES[net["cell"]], net["hidden_dim"]
+    return sum(((net["embed_dim"] if i == 0 else H) + H) * G * H for i in range(net["layers"]))
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -158,7 +209,8 @@ def write_data(name: str, cfg: dict, sentences: list[list[str]], budget: int, wo
 
     ``budget``: trained tokens per repetition (whole sentences or windows, at least that many).
     """
-    make = {"tutorial": tutorial_data, "lm": lm_data, "classify": classify_data}[cfg["kind"]]
+    make = {"tutorial": tutorial_data, "lm": lm_data, "classify": classify_data,
+            "mt": mt_data}[cfg["kind"]]
     path = workdir / f"data_{name}.npz"
     np.savez(path, **make(cfg, sentences, budget, seed))
     return path
@@ -194,13 +246,15 @@ def lm_data(cfg: dict, sentences: list[list[str]], budget: int,
             **{f"p_{k}": v for k, v in params.items()}}
 
 
-def _stacked(batches: list, **fields) -> dict[str, np.ndarray]:
-    """The time-major fields (name=dtype) of ``batches`` padded to one length and stacked
-    (N, T, B), and each batch's own length (``lengths``)."""
-    T = max(b.x.shape[0] for b in batches)
-    out = {name: np.stack([np.pad(getattr(b, name), ((0, T - b.x.shape[0]), (0, 0)))
-                           for b in batches]).astype(dtype) for name, dtype in fields.items()}
-    return out | {"lengths": np.array([b.x.shape[0] for b in batches], dtype=np.int64)}
+def _stacked(batches: list, lengths: str = "lengths", **fields) -> dict[str, np.ndarray]:
+    """The time-major fields (name=dtype, all as long as the first) of ``batches`` padded to
+    one length and stacked (N, T, B), and each batch's own length (named ``lengths``)."""
+    own = [getattr(b, next(iter(fields))).shape[0] for b in batches]
+    T = max(own)
+    out = {name: np.stack([np.pad(getattr(b, name), ((0, T - t), (0, 0)))
+                           for b, t in zip(batches, own)]).astype(dtype)
+           for name, dtype in fields.items()}
+    return out | {lengths: np.array(own, dtype=np.int64)}
 
 
 def classify_data(cfg: dict, examples: list, budget: int, seed: int) -> dict[str, np.ndarray]:
@@ -249,6 +303,86 @@ def load_labelled_corpus(args, sentences: list[list[str]]) -> tuple[str, list]:
     labels = np.random.default_rng(0).integers(0, 2, len(sentences))
     return ("the corpus's sentences, random binary labels",
             [Example(str(label), words) for label, words in zip(labels, sentences)])
+
+
+class Pairs(NamedTuple):
+    """Config f's sentence pairs as ids, and the sizes of the two vocabularies."""
+
+    src: list[np.ndarray]
+    tgt: list[np.ndarray]
+    src_size: int
+    tgt_size: int
+
+
+def load_pairs(args, net: dict) -> tuple[str, Pairs]:
+    """Config f's sentence pairs and the name of their source: Multi30k's German-English
+    training pairs from ``--data-dir`` in BPE pieces (a sentencepiece model per side, of
+    ``net``'s vocabulary sizes, trained on that side's lines as the recipe does), else (or
+    with ``--synthetic`` or ``--tiny``, whose vocabularies are too small for BPE) random ids."""
+    from rnn_theano.data.datasets import default_data_dir
+    from rnn_theano.data.parallel import Subwords, read_parallel
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    paths = [data_dir / "multi30k" / f"train.{lang}.gz" for lang in ("de", "en")]
+    if args.synthetic or args.tiny or not all(p.is_file() for p in paths):
+        return "random ids", random_pairs(net, 4000)
+    lines = read_parallel(*paths)
+    models = [Subwords.train(side, size, "bpe")
+              for side, size in zip(lines, (net["vocab_size"], net["target_vocab_size"]))]
+    src, tgt = ([model.encode(line) for line in side] for model, side in zip(models, lines))
+    return (f"multi30k de-en (train.de.gz, train.en.gz, {len(src):,} pairs, BPE "
+            f"{len(models[0])}/{len(models[1])})", Pairs(src, tgt, *map(len, models)))
+
+
+def random_pairs(net: dict, n: int, seed: int = 0) -> Pairs:
+    """``n`` pairs of random ids of ``net``'s vocabularies (never the reserved 0 to 2),
+    sources of 1 to 30 ids and targets of about their length, as translations have."""
+    rng = np.random.default_rng(seed)
+    src_len = rng.integers(1, 31, n)
+    tgt_len = np.maximum(1, src_len + rng.integers(-3, 4, n))
+    ids = lambda size, k: rng.integers(3, size, k).astype(np.int32)  # noqa: E731
+    return Pairs([ids(net["vocab_size"], k) for k in src_len],
+                 [ids(net["target_vocab_size"], k) for k in tgt_len],
+                 net["vocab_size"], net["target_vocab_size"])
+
+
+def mt_data(cfg: dict, pairs: Pairs, budget: int, seed: int) -> dict[str, np.ndarray]:
+    """Config f: full batches of epoch 0 of ``PairBatches`` over ``pairs``, lengths rounded
+    up to multiples of 8 as the recipe batches under JAX (for every implementation, so all
+    compute the same padding), of the ``cfg['shapes']`` most common (S, T) shapes only (JAX
+    compiles one function per shape), one of each in turn until ``budget`` target tokens;
+    stacked as ``lm_data`` stacks them, the sources' lengths in ``src_lengths``;
+    ``p_``-prefixed initial parameters of the translator."""
+    from collections import Counter
+    from itertools import zip_longest
+    from rnn_theano.data.parallel import PairBatches
+    from rnn_theano.tasks.mt_graph import Seq2SeqConfig, init_mt_params
+    B = cfg["batch_size"]
+    shape = lambda b: (b.src.shape[0], b.y_in.shape[0])  # noqa: E731
+    full = [b for b in PairBatches(pairs.src, pairs.tgt, B, seed=seed, pad_multiple=8).epoch(0)
+            if b.src.shape[1] == B]
+    common = [s for s, _ in Counter(map(shape, full)).most_common(cfg["shapes"])]
+    batches, total = [], 0
+    # A round takes one batch of each shape: the first covers them all, whatever the budget.
+    for round_ in zip_longest(*[[b for b in full if shape(b) == s] for s in common]):
+        kept = [b for b in round_ if b is not None]
+        batches += kept
+        total += sum(b.mask.sum() for b in kept)
+        if total >= budget:
+            break
+    net = cfg["net"] | dict(vocab_size=pairs.src_size, target_vocab_size=pairs.tgt_size)
+    params = init_mt_params(Seq2SeqConfig(**net, seed=seed))
+    return {**_stacked(batches, "src_lengths", src=np.int32, src_mask=np.float32),
+            **_stacked(batches, y_in=np.int32, y_out=np.int32, mask=np.float32),
+            **{f"p_{k}": v for k, v in params.items()}}
+
+
+def pair_arrays(data: dict[str, np.ndarray]) -> list[tuple[np.ndarray, ...]]:
+    """Config f's batches from its ``.npz`` (``mt_data``), each cut to its own lengths:
+    (src, src_mask, y_in, y_out, mask), in ``PairBatch``'s order. Numpy only: the PyTorch
+    peer reads them too."""
+    return [(data["src"][i, :S], data["src_mask"][i, :S], data["y_in"][i, :T],
+             data["y_out"][i, :T], data["mask"][i, :T])
+            for i, (S, T) in enumerate(zip(data["src_lengths"], data["lengths"]))]
 
 
 def _stream_batches(cfg: dict, sentences: list[list[str]], budget: int, seed: int) -> list:
@@ -372,11 +506,34 @@ def _model(spec: dict):
     ``step(*item)`` trains on one item and returns its token count; ``first_call(*item)``
     trains on it and returns its mean cross-entropy (the first loss of the table). ``check``
     is None, or ``check(*item)`` returns the first loss instead, computed at the initial
-    parameters without dropout, after the timed passes (config e trains with dropout).
+    parameters without dropout, after the timed passes (configs e and f train with dropout).
     """
     data = dict(np.load(spec["data"]))
-    build = {"tutorial": _tutorial_model, "lm": _engine_model, "classify": _classify_model}
+    build = {"tutorial": _tutorial_model, "lm": _engine_model, "classify": _classify_model,
+             "mt": _mt_model}
     return build[spec["kind"]](spec, data)
+
+
+def initial_params(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The engine's initial parameters, stored ``p_``-prefixed in the ``.npz`` (numpy only:
+    the PyTorch peer reads them too)."""
+    return {k[2:]: v for k, v in data.items() if k.startswith("p_")}
+
+
+def _adam_engine(engine_class, config, params: dict[str, np.ndarray], spec: dict):
+    """``engine_class`` (a ``CompiledModel``) under the spec's backend with Adam, its learning
+    rate and clipping, as the recipes of configs e and f build it."""
+    from rnn_theano import backends
+    return engine_class(config, params, mode=backends.prepare(spec.get("mode", "NUMBA")),
+                        optimizer="adam", learning_rate=spec["learning_rate"],
+                        clip_norm=spec["clip_norm"])
+
+
+def _reset(engine, params: dict[str, np.ndarray]) -> None:
+    """Put ``engine`` back at the initial ``params``: the first-loss check runs after the
+    timed passes, which trained them."""
+    for name, value in params.items():
+        engine.params[name].set_value(value)
 
 
 def _tutorial_model(spec: dict, data: dict[str, np.ndarray]):
@@ -409,7 +566,7 @@ def _engine_model(spec: dict, data: dict[str, np.ndarray]):
     from rnn_theano.tasks.lm_engine import LMEngine
     from rnn_theano.tasks.lm_graph import LMConfig
     config = LMConfig(**spec["lm"], float32=True)
-    params = {k[2:]: v for k, v in data.items() if k.startswith("p_")}
+    params = initial_params(data)
     engine = LMEngine(config, params, mode=backends.prepare(spec.get("mode", "NUMBA")),
                       optimizer="sgd", learning_rate=spec["learning_rate"],
                       clip_norm=spec["clip_norm"])
@@ -436,15 +593,12 @@ def _classify_model(spec: dict, data: dict[str, np.ndarray]):
     (``check``) is the first batch's mean cross-entropy at the initial parameters, without
     dropout: the evaluation graph, run after the timed passes so that the compile times are
     the training graph's alone."""
-    from rnn_theano import backends
     from rnn_theano.tasks.classify_engine import ClassifierEngine
     from rnn_theano.tasks.classify_graph import ClassifierConfig
-    params = {k[2:]: v for k, v in data.items() if k.startswith("p_")}
+    params = initial_params(data)
     config = ClassifierConfig(**(spec["net"] | dict(vocab_size=len(params["embed"]))),
                               n_classes=len(params["out_b"]), float32=True)
-    engine = ClassifierEngine(config, params, mode=backends.prepare(spec.get("mode", "NUMBA")),
-                              optimizer="adam", learning_rate=spec["learning_rate"],
-                              clip_norm=spec["clip_norm"])
+    engine = _adam_engine(ClassifierEngine, config, params, spec)
     items = [(data["x"][i, :T], data["mask"][i, :T], data["labels"][i])
              for i, T in enumerate(data["lengths"])]
 
@@ -457,10 +611,40 @@ def _classify_model(spec: dict, data: dict[str, np.ndarray]):
         return r.cost / r.n
 
     def check(x, mask, labels):
-        for name, value in params.items():
-            engine.params[name].set_value(value)
+        _reset(engine, params)
         r = engine.eval_step(x, mask, labels)
         return r.cost / r.n
+    return items, step, first_call, check
+
+
+def _mt_model(spec: dict, data: dict[str, np.ndarray]):
+    """Config f on the engine: ``MTEngine`` with Adam, as ``train-mt`` builds it, on the
+    ``PairBatch``es of ``mt_data``. Its steps count the real target tokens (EOS included).
+    Under JAX each batch shape compiles a function of its own, on its first use: the warm-up
+    pass of ``timed_reps`` goes over every batch, so every shape, before any timed pass.
+    As for config e, the first loss to compare (``check``) is the first batch's at the
+    initial parameters without dropout, and here also without label smoothing (``eval_step``:
+    the plain cross-entropy per real target token), run after the timed passes."""
+    from rnn_theano.data.parallel import PairBatch
+    from rnn_theano.tasks.mt_engine import MTEngine
+    from rnn_theano.tasks.mt_graph import Seq2SeqConfig
+    params = initial_params(data)
+    config = Seq2SeqConfig(**(spec["net"] | dict(vocab_size=len(params["embed"]),
+                                                 target_vocab_size=len(params["out_b"]))))
+    engine = _adam_engine(MTEngine, config, params, spec)
+    items = [(PairBatch(*arrays),) for arrays in pair_arrays(data)]
+
+    def step(batch):
+        return engine.train_step(batch)[1]
+
+    def first_call(batch):
+        cost, n, _ = engine.train_step(batch)
+        return cost / n
+
+    def check(batch):
+        _reset(engine, params)
+        cost, n = engine.eval_step(batch)
+        return cost / n
     return items, step, first_call, check
 
 
@@ -668,13 +852,16 @@ def table(results: dict) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="checkpoints/bench.json", help="JSON results file")
-    p.add_argument("--configs", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
+    p.add_argument("--configs", default="a,b,c,d,e,f",
+                   help="comma-separated subset of a,b,c,d,e,f")
     p.add_argument("--quick", action="store_true",
                    help="fewer tokens and repetitions, no cold compile")
     p.add_argument("--tiny", action="store_true", help="tiny models (for the test)")
-    p.add_argument("--synthetic", action="store_true", help="random sentences instead of PTB")
-    p.add_argument("--data-dir", default=None, help="directory holding ptb/ptb.train.txt and "
-                   "sentences/stsa.binary.train (default: $RNN_THEANO_DATA or ./data)")
+    p.add_argument("--synthetic", action="store_true", help="random sentences instead of PTB "
+                   "(config f: random ids instead of Multi30k)")
+    p.add_argument("--data-dir", default=None, help="directory holding ptb/ptb.train.txt, "
+                   "sentences/stsa.binary.train and multi30k/train.{de,en}.gz (default: "
+                   "$RNN_THEANO_DATA or ./data)")
     p.add_argument("--threads", default="1,2", help="thread counts to try (best is reported)")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5, quick 3)")
     p.add_argument("--warmup", type=int, default=1)
@@ -687,17 +874,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--make-torch-venv", action="store_true",
                    help="create .venv-torch (Python 3.11 + torch 2.13.0 CPU) if no torch is found")
     p.add_argument("--mode", default="NUMBA,JAX",
-                   help="PyTensor backends of the engine (configs b to e), one row each: "
+                   help="PyTensor backends of the engine (configs b to f), one row each: "
                    "NUMBA, JAX or both; JAX runs on a GPU when jax has one "
                    "(experiments/gpu_check.sh)")
     p.add_argument("--peer-device", default="cpu", choices=("cpu", "cuda"),
-                   help="where the PyTorch peer runs (configs b to e)")
+                   help="where the PyTorch peer runs (configs b to f)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p
 
 
 # Tokens per repetition of each configuration: (every implementation, the numpy reference).
-BUDGETS = {"a": (3000, 300), "b": (12000, 0), "c": (6000, 0), "d": (6000, 0), "e": (12000, 0)}
+# Config f's are target tokens, about 34 MFLOP each (flops_per_token): 4 batches of
+# Multi30k, 2 with --quick (one of each shape).
+BUDGETS = {"a": (3000, 300), "b": (12000, 0), "c": (6000, 0), "d": (6000, 0), "e": (12000, 0),
+           "f": (4000, 0)}
 
 
 @dataclass
@@ -722,9 +912,12 @@ class Run:
     def log(self, message: str) -> None:
         print(f"[{time.perf_counter() - self.started:5.0f}s] {message}", flush=True)
 
-    def corpus(self, cfg: dict) -> tuple[str | None, list]:
+    def corpus(self, cfg: dict) -> tuple[str | None, list | Pairs]:
         """Configuration ``cfg``'s sentences, and the name of their source when they are not
-        the run's corpus (config e's labelled sentences, read on first use)."""
+        the run's corpus (config e's labelled sentences, read on first use; config f's
+        sentence pairs)."""
+        if cfg["kind"] == "mt":
+            return load_pairs(self.args, cfg["net"])
         return self.labelled if cfg["kind"] == "classify" else (None, self.sentences)
 
     @cached_property

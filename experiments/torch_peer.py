@@ -27,6 +27,20 @@ the same numbers):
   mean cross-entropy over the sentences, ``torch.optim.Adam`` (the engine adds Adam's eps after
   folding the bias corrections into the step size, a difference of the order of eps), clipping
   by global norm. The first loss is computed at the initial parameters without dropout.
+* ``mt`` (config f): the encoder as config e's (a bidirectional ``nn.GRU`` over the packed
+  source embeddings), the decoder initial state ``tanh(mean of the encoder states over the real
+  source positions @ init_W + init_b)``, then a Python loop over the target steps, as a PyTorch
+  user writes an attention decoder: per step additive attention (the keys ``h @ att_Wh``
+  computed once before the loop), a softmax over the source positions with the padding at
+  ``-inf`` (exactly zero weight, as the engine's), and an ``nn.GRUCell`` fed
+  ``cat(embedding, context)`` (its input weights are the engine's ``dec_Wx`` over ``dec_Wc``);
+  after the loop the deep output ``tanh(s Ws + c Wc + e We + b)`` and the output layer over all
+  steps at once; the label-smoothed cross-entropy (``F.cross_entropy(label_smoothing=0.1)``:
+  ``lse - (1 - eps) logit_y - eps mean(logits)``, the engine's formula) averaged over the real
+  target tokens, masked rather than ``ignore_index`` (padding's id 0 is also the unknown
+  piece's), dropout where the engine has it (both embeddings and the deep output), every
+  ``bias_hh`` zeroed and frozen, Adam and clipping as in config e. The first loss is computed
+  at the initial parameters without dropout and without label smoothing.
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ import sys
 import numpy as np
 
 # bench.py, beside this file (the script's folder is on sys.path), needs only numpy at import.
-from bench import timed_reps, turn
+from bench import initial_params, pair_arrays, timed_reps, turn
 
 try:
     import torch
@@ -93,32 +107,56 @@ CELLS = {"rnn": lambda E, H, L, bi: nn.RNN(E, H, L, nonlinearity="tanh", bidirec
          "lstm": lambda E, H, L, bi: nn.LSTM(E, H, L, bidirectional=bi)}
 
 
+def tensor(a):
+    """A float32 copy of the numpy array ``a`` (a copy: a parameter built on it must not
+    share the loaded arrays' memory)."""
+    return torch.from_numpy(np.array(a, dtype=np.float32, order="C"))
+
+
+def embedding(E):
+    """``nn.Embedding`` holding the engine's (C, E) table ``E``."""
+    return nn.Embedding.from_pretrained(tensor(E), freeze=False)
+
+
+def linear(W, b=None):
+    """``nn.Linear`` holding the engine's (in, out) matrix ``W`` (rows read by ``x @ W``,
+    PyTorch stores the transpose) and bias ``b`` (None: no bias)."""
+    layer = nn.Linear(*W.shape, bias=b is not None)
+    with torch.no_grad():
+        layer.weight.copy_(tensor(W.T))
+        if b is not None:
+            layer.bias.copy_(tensor(b))
+    return layer
+
+
+def load_cell(p, Wx, Wh, b):
+    """Copy the engine's cell weights into PyTorch's ``p`` (weight_ih, weight_hh, bias_ih,
+    bias_hh, by those names); the gate orders are the same."""
+    with torch.no_grad():
+        p["weight_ih"].copy_(tensor(Wx.T))
+        p["weight_hh"].copy_(tensor(Wh.T))
+        p["bias_ih"].copy_(tensor(b))
+        p["bias_hh"].zero_()
+    p["bias_hh"].requires_grad_(False)  # the engine has one bias per gate
+
+
 def modules(data, net):
     """Embedding, recurrent stack and output layer, holding the engine's initial parameters.
 
     ``net``: the engine's settings (cell, hidden_dim, layers, bidirectional); the sizes of the
     embedding and the output layer are those of the parameters. The engine's backward stack
-    ``back{i}_*`` is PyTorch's ``*_l{i}_reverse``; the gate orders are the same.
+    ``back{i}_*`` is PyTorch's ``*_l{i}_reverse``.
     """
-    (C, Ed), H, L = data["p_embed"].shape, net["hidden_dim"], net["layers"]
+    Ed, H, L = data["p_embed"].shape[1], net["hidden_dim"], net["layers"]
     directions = (("l", ""), ("back", "_reverse"))[:2 if net.get("bidirectional") else 1]
-    model = nn.ModuleDict({"embed": nn.Embedding(C, Ed),
+    model = nn.ModuleDict({"embed": embedding(data["p_embed"]),
                            "rnn": CELLS[net["cell"]](Ed, H, L, len(directions) == 2),
-                           "out": nn.Linear(*data["p_out_W"].shape)})
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    with torch.no_grad():
-        model["embed"].weight.copy_(t(data["p_embed"]))
-        for prefix, suffix in directions:
-            for i in range(L):
-                p = {name: getattr(model["rnn"], f"{name}_l{i}{suffix}")
-                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-                p["weight_ih"].copy_(t(data[f"p_{prefix}{i}_Wx"].T))
-                p["weight_hh"].copy_(t(data[f"p_{prefix}{i}_Wh"].T))
-                p["bias_ih"].copy_(t(data[f"p_{prefix}{i}_b"]))
-                p["bias_hh"].zero_()
-                p["bias_hh"].requires_grad_(False)  # the engine has one bias per gate
-        model["out"].weight.copy_(t(data["p_out_W"].T))
-        model["out"].bias.copy_(t(data["p_out_b"]))
+                           "out": linear(data["p_out_W"], data["p_out_b"])})
+    for prefix, suffix in directions:
+        for i in range(L):
+            load_cell({name: getattr(model["rnn"], f"{name}_l{i}{suffix}")
+                       for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")},
+                      *(data[f"p_{prefix}{i}_{k}"] for k in ("Wx", "Wh", "b")))
     return model
 
 
@@ -133,6 +171,23 @@ def place(model, batches, spec):
     model.to(device)
     return [tuple(v.to(device) if isinstance(v, torch.Tensor) else v for v in batch)
             for batch in batches]
+
+
+def adam(model, spec):
+    """The trainable parameters (all but the frozen ``bias_hh``) and ``torch.optim.Adam``
+    over them (configs e and f)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return params, torch.optim.Adam(params, lr=spec["learning_rate"], betas=(0.9, 0.999),
+                                    eps=1e-8)
+
+
+def packed_rnn(rnn, e, lengths):
+    """``rnn``'s outputs over the embedded batch ``e`` (T, B, E) whose rows have ``lengths``
+    real steps, packed (``pack_padded_sequence``: each row's backward direction starts at
+    its last real step, as the engine's does); zero at the padding."""
+    packed = nn.utils.rnn.pack_padded_sequence(e, lengths, enforce_sorted=False)
+    out, _ = nn.utils.rnn.pad_packed_sequence(rnn(packed)[0], total_length=e.shape[0])
+    return out
 
 
 def update(loss, opt, params, clip):
@@ -188,8 +243,7 @@ def lm_model(data, spec):
 def classify_model(data, spec):
     """Config e: (batches, step, check); ``check`` is the first loss without dropout."""
     model, rate = modules(data, spec["net"]), spec["net"]["dropout"]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=spec["learning_rate"], betas=(0.9, 0.999), eps=1e-8)
+    params, opt = adam(model, spec)
     batches = []
     for x, mask, labels, T in zip(data["x"], data["mask"], data["labels"], data["lengths"]):
         batches.append((torch.from_numpy(x[:T].astype(np.int64)), torch.from_numpy(mask[:T]),
@@ -198,10 +252,7 @@ def classify_model(data, spec):
     batches = place(model, batches, spec)
 
     def loss_of(x, mask, labels, lengths, training):
-        e = F.dropout(model["embed"](x), rate, training)
-        packed = nn.utils.rnn.pack_padded_sequence(e, lengths, enforce_sorted=False)
-        out, _ = nn.utils.rnn.pad_packed_sequence(model["rnn"](packed)[0],
-                                                  total_length=x.shape[0])
+        out = packed_rnn(model["rnn"], F.dropout(model["embed"](x), rate, training), lengths)
         pooled = out.masked_fill(mask[:, :, None] == 0, -1e9).amax(dim=0)  # real steps only
         return F.cross_entropy(model["out"](F.dropout(pooled, rate, training)), labels)
 
@@ -217,10 +268,92 @@ def classify_model(data, spec):
     return batches, step, check
 
 
+def mt_modules(data, net):
+    """Config f's modules, holding the engine's initial parameters: ``modules``' encoder
+    (``embed``, ``rnn``) and output layer (``out``), the decoder's target embedding, cell,
+    initial state layer, attention (keys ``att_h``, query ``att_s``, ``att_v``) and deep
+    output (``read_*``)."""
+    model = modules(data, net)
+    p = initial_params(data)
+    R, D = p["dec_Wc"].shape[0], p["dec_Wh"].shape[0]
+    model.update({"dec_embed": embedding(p["dec_embed"]),
+                  "cell": nn.GRUCell(p["dec_Wx"].shape[0] + R, D),
+                  "init": linear(p["init_W"], p["init_b"]),
+                  "att_h": linear(p["att_Wh"]), "att_s": linear(p["att_Ws"]),
+                  "att_v": linear(p["att_v"][:, None]),
+                  "read_s": linear(p["read_Ws"]), "read_c": linear(p["read_Wc"]),
+                  "read_e": linear(p["read_We"], p["read_b"])})
+    # The cell's input is cat(embedding, context): its input weights are dec_Wx over dec_Wc.
+    load_cell(dict(model["cell"].named_parameters()),
+              np.concatenate([p["dec_Wx"], p["dec_Wc"]]), p["dec_Wh"], p["dec_b"])
+    return model
+
+
+def mt_encode(model, src, src_mask, lengths, drop):
+    """Encoder states (S, B, 2H), zero at the padding, and the decoder's initial state."""
+    h = packed_rnn(model["rnn"], drop(model["embed"](src)), lengths)
+    mean = h.sum(dim=0) / src_mask.sum(dim=0)[:, None]  # over the real positions: padding is 0
+    return h, torch.tanh(model["init"](mean))
+
+
+def mt_decode(model, h, src_mask, e, s):
+    """The teacher-forced decoder from state ``s`` over the embedded inputs ``e`` (T, B, E):
+    its states (T, B, D) and contexts (T, B, 2H), the context of step t attended with the
+    state before it."""
+    keys = model["att_h"](h)  # (S, B, A): the source side of every score, once
+    padding = src_mask == 0
+    states, contexts = [], []
+    for e_t in e:
+        scores = model["att_v"](torch.tanh(keys + model["att_s"](s))).squeeze(2)  # (S, B)
+        alpha = torch.softmax(scores.masked_fill(padding, float("-inf")), dim=0)
+        context = (alpha[:, :, None] * h).sum(dim=0)
+        s = model["cell"](torch.cat([e_t, context], dim=1), s)
+        states.append(s)
+        contexts.append(context)
+    return torch.stack(states), torch.stack(contexts)
+
+
+def mt_model(data, spec):
+    """Config f: (batches, step, check); ``check`` is the first loss without dropout and
+    without label smoothing (the engine's ``eval_step``)."""
+    net = spec["net"]
+    model, rate = mt_modules(data, net), net["dropout"]
+    params, opt = adam(model, spec)
+    batches = []
+    for src, src_mask, y_in, y_out, mask in pair_arrays(data):
+        ids = [torch.from_numpy(a.astype(np.int64)) for a in (src, y_in, y_out)]
+        batches.append((*ids, torch.from_numpy(src_mask), torch.from_numpy(mask),
+                        src_mask.sum(axis=0).astype(np.int64).tolist()))
+    batches = place(model, batches, spec)
+
+    def loss_of(src, y_in, y_out, src_mask, mask, lengths, training, smoothing):
+        drop = lambda a: F.dropout(a, rate, training)  # noqa: E731
+        h, s = mt_encode(model, src, src_mask, lengths, drop)
+        e = drop(model["dec_embed"](y_in))  # the cell's and the deep output's input
+        states, contexts = mt_decode(model, h, src_mask, e, s)
+        o = torch.tanh(model["read_s"](states) + model["read_c"](contexts) + model["read_e"](e))
+        logits = model["out"](drop(o))
+        ce = F.cross_entropy(logits.flatten(0, 1), y_out.flatten(), reduction="none",
+                             label_smoothing=smoothing)
+        return (ce * mask.flatten()).sum() / mask.sum()
+
+    def step(*batch):
+        loss = loss_of(*batch, True, net["label_smoothing"])
+        update(loss, opt, params, spec["clip_norm"])
+        return float(loss), float(batch[4].sum())  # real target tokens, EOS included
+
+    def check(*batch):
+        with torch.no_grad():
+            return float(loss_of(*batch, False, 0.0))
+
+    return batches, step, check
+
+
 def run(spec):
     data = dict(np.load(spec["data"]))
     torch.manual_seed(0)
-    build = {"tutorial": tutorial_model, "lm": lm_model, "classify": classify_model}
+    build = {"tutorial": tutorial_model, "lm": lm_model, "classify": classify_model,
+             "mt": mt_model}
     results = {"impl": "pytorch", "torch_version": torch.__version__,
                "device": spec.get("device", "cpu")}
     with turn(spec.get("lock")):  # side by side with the engine: see bench.turn

@@ -52,6 +52,12 @@ def test_flops_per_token_formula():
     assert bench.flops_per_token(cfgs["c"]) == pytest.approx(15.84e6)
     # The classifier: 6 x 2 directions x (300 + 150) 4 150 = 3.24 MFLOP (no per-word output).
     assert bench.flops_per_token(cfgs["e"]) == pytest.approx(3.24e6)
+    # The translator, per target token: the decoder cell (256 + 512 + 512) 3 512, the query
+    # 512 512, the deep output (512 + 512 + 256) 256, the output layer 256 8000; per source
+    # token (0.96 of them): 2 directions x (256 + 256) 3 256 and the keys 512 512.
+    decoder = 1280 * 3 * 512 + 512 * 512 + 1280 * 256 + 256 * 8000
+    encoder = 2 * 512 * 3 * 256 + 512 * 512
+    assert bench.flops_per_token(cfgs["f"]) == pytest.approx(6 * (decoder + 0.96 * encoder))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,7 @@ def tiny_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--tiny", "--synthetic", "--no-peer", "--no-cold",
-         "--configs", "a,c,e", "--reps", "1", "--threads", "1", "--out", str(out)],
+         "--configs", "a,c,e,f", "--reps", "1", "--threads", "1", "--out", str(out)],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return json.loads(out.read_text()), proc.stdout
@@ -71,14 +77,16 @@ def test_bench_json_has_the_figures(tiny_results):
         assert key in results
     assert results["gemm_gflops"] > 0
     assert results["peer_python"] is None  # --no-peer
-    assert set(results["configs"]) == {"a", "c", "e"}
+    assert set(results["configs"]) == {"a", "c", "e", "f"}
     impls = {name: [r["impl"] for r in c["results"]] for name, c in results["configs"].items()}
     # The engine once per backend (--mode defaults to NUMBA,JAX; jax is a test dependency).
     assert results["engine_modes"] == ["NUMBA", "JAX"]
-    assert impls == {"a": ["numpy", "rnn_theano"], "c": ["engine-numba", "engine-jax"],
-                     "e": ["engine-numba", "engine-jax"]}
-    # --synthetic: the classifier's sentences are the run's, with random labels.
+    engine = ["engine-numba", "engine-jax"]
+    assert impls == {"a": ["numpy", "rnn_theano"], "c": engine, "e": engine, "f": engine}
+    # --synthetic: the classifier's sentences are the run's, with random labels; the
+    # translator's pairs random ids.
     assert "random binary labels" in results["configs"]["e"]["corpus"]
+    assert results["configs"]["f"]["corpus"] == "random ids"
     for c in results["configs"].values():
         assert c["flops_per_token"] > 0
         for r in c["results"]:
@@ -95,16 +103,27 @@ def test_bench_json_has_the_figures(tiny_results):
     assert "| a   | numpy" in stdout and "GEMM ceiling" in stdout
 
 
-@pytest.mark.parametrize("name", ["c", "e"])
+@pytest.mark.parametrize("name", ["c", "e", "f"])
 def test_bench_engine_rows_agree_across_backends(tiny_results, name):
     """The path experiments/gpu_check.sh takes on a GPU, here on CPU JAX: the same first loss,
-    and the same words per pass."""
+    and the same words per pass (config f: under JAX, a function compiled for each of its two
+    batch shapes)."""
     numba, jax = tiny_results[0]["configs"][name]["results"]
     assert jax["first_loss"] == pytest.approx(numba["first_loss"], rel=1e-5)
     assert jax["tokens_per_rep"] == numba["tokens_per_rep"]
 
 
-def test_the_classifier_and_its_peer_are_the_same_model(tmp_path):
+@pytest.fixture(scope="module")
+def peer_python():
+    """A Python with torch for the PyTorch peer (.venv-torch), else the test is skipped."""
+    bench = load("bench")
+    python = bench.torch_python(argparse.Namespace(torch_python=None, make_torch_venv=False))
+    if python is None:
+        pytest.skip("no Python with torch: experiments/bench.py --make-torch-venv makes one")
+    return python
+
+
+def test_the_classifier_and_its_peer_are_the_same_model(tmp_path, peer_python):
     """Config e: the engine's worker and the PyTorch peer give the same first loss (at the
     initial parameters, without dropout) on batches whose rows all differ in length, so that
     the padding, where each row's backward direction starts and the max over the real steps
@@ -113,9 +132,6 @@ def test_the_classifier_and_its_peer_are_the_same_model(tmp_path):
     Both count the same real words. Needs a Python with torch (.venv-torch), else skipped."""
     from rnn_theano.data.labelled import Example
     bench = load("bench")
-    peer_python = bench.torch_python(argparse.Namespace(torch_python=None, make_torch_venv=False))
-    if peer_python is None:
-        pytest.skip("no Python with torch: experiments/bench.py --make-torch-venv makes one")
     rng = np.random.default_rng(1)
     examples = [Example(str(rng.integers(2)), [f"w{i}" for i in rng.integers(0, 30, n)])
                 for n in rng.permutation(np.arange(1, 65))]
@@ -135,6 +151,71 @@ def test_the_classifier_and_its_peer_are_the_same_model(tmp_path):
     assert peer["first_loss"] == pytest.approx(engine["first_loss"], rel=1e-5)
     words = [r["by_threads"]["1"]["tokens_per_rep"] for r in (engine, peer)]
     assert words == [data["mask"].sum()] * 2
+
+
+def _translator_data(bench, cfg: dict, tmp_path) -> tuple[dict, dict]:
+    """Config ``cfg`` (tiny f) on 128 random pairs, sources of 1 to 30 ids: two batches of
+    two shapes whose rows have many lengths, the initial weights enlarged 4 times so that
+    the loss is far from ln C (at the small initial weights every mistake about the padding
+    changes it little). The worker's spec (NUMBA, one pass) and the data."""
+    path = bench.write_data("f", cfg, bench.random_pairs(cfg["net"], 128, seed=1), 10**6,
+                            tmp_path)
+    data = {k: v * (4 if k.startswith("p_") else 1) for k, v in np.load(path).items()}
+    np.savez(path, **data)
+    assert [len(set(mask.sum(axis=0))) for mask in data["src_mask"]] == [16, 15]
+    assert sorted(zip(data["src_lengths"], data["lengths"])) == [(16, 24), (32, 32)]
+    spec = {k: v for k, v in cfg.items() if k != "impls"} | dict(
+        config="f", data=str(path), threads=[1], reps=1, warmup=0, mode="NUMBA", lock=None)
+    return spec, data
+
+
+def test_the_translator_and_its_peer_are_the_same_model(tmp_path, peer_python):
+    """Config f: the engine's worker and the PyTorch peer give the same first loss (at the
+    initial parameters, without dropout or label smoothing) on batches whose rows differ in
+    length, so that the source padding matters: a peer that runs the encoder over the
+    padding unpacked, takes the initial state's mean over it or lets attention weigh it is
+    off by 2e-3 to 1e-2. Both count the same real target tokens (EOS included)."""
+    bench = load("bench")
+    spec, data = _translator_data(bench, bench.configs(tiny=True)["f"], tmp_path)
+    engine = bench.run_subprocess(bench.WORKER, spec | dict(impl="engine"), tmp_path)
+    peer = bench.run_subprocess([peer_python, str(bench.PEER)], spec | dict(impl="pytorch"),
+                                tmp_path)
+    assert "error" not in engine and "error" not in peer, (engine, peer)
+    assert abs(engine["first_loss"] - np.log(50)) > 0.3
+    assert peer["first_loss"] == pytest.approx(engine["first_loss"], rel=1e-5)
+    tokens = [r["by_threads"]["1"]["tokens_per_rep"] for r in (engine, peer)]
+    assert tokens == [data["mask"].sum()] * 2
+
+
+def test_the_translator_peer_trains_on_the_engine_objective(tmp_path, peer_python):
+    """Config f's training loss, which the first-loss check (plain cross-entropy) does not
+    see: with dropout off, the peer's first training loss (PyTorch's label smoothing,
+    averaged over the masked real target tokens) is the engine's objective per token."""
+    import pytensor
+    from rnn_theano.tasks.lm_graph import shared_params
+    from rnn_theano.tasks.mt_graph import Seq2SeqConfig, build_mt
+    bench = load("bench")
+    cfg = bench.configs(tiny=True)["f"]
+    cfg["net"]["dropout"] = 0.0
+    spec, data = _translator_data(bench, cfg, tmp_path)
+    code = ("import json, sys\n"
+            f"sys.path.insert(0, {str(BENCH.parent)!r})\n"
+            "import numpy as np, torch_peer\n"
+            f"spec = json.loads({json.dumps(spec)!r})\n"
+            "items, step, _ = torch_peer.mt_model(dict(np.load(spec['data'])), spec)\n"
+            "print(step(*items[0])[0])\n")
+    proc = subprocess.run([peer_python, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    params = {k[2:]: v for k, v in data.items() if k.startswith("p_")}
+    graph = build_mt(Seq2SeqConfig(**(cfg["net"] | dict(vocab_size=40, target_vocab_size=50))),
+                     shared_params(params))
+    losses = pytensor.function([graph.src, graph.src_mask, graph.y_in, graph.y_out, graph.mask],
+                               [graph.objective / graph.n_tokens, graph.cost / graph.n_tokens],
+                               mode="FAST_COMPILE")(*bench.pair_arrays(data)[0])
+    smoothed, plain = map(float, losses)
+    assert smoothed - plain > 0.005  # the smoothing shows
+    assert float(proc.stdout) == pytest.approx(smoothed, rel=1e-5)
 
 
 def test_bench_rejects_an_unknown_backend():

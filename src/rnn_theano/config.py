@@ -23,8 +23,10 @@ from typing import Any, ClassVar
 from .backends import MODES, has_jax
 from .data.corpus import FORMATS
 from .data.labelled import FORMATS as LABELLED_FORMATS
+from .data.parallel import SUBWORD_MODELS
 from .errors import SettingError, UserError
 from .nn.optimizers import OPTIMIZERS
+from .tasks.mt_graph import ATTENTIONS, INIT_STATES
 from .tutorial.numpy_rnn import ACTIVATIONS, TRUNCATIONS
 
 ARCHS = ("tutorial", "rnn", "relu", "gru", "lstm")
@@ -463,8 +465,6 @@ class ClassifyConfig(RunConfig):
 
 # --- translation -----------------------------------------------------------------------------
 
-SUBWORD_MODELS = ("bpe", "unigram", "word", "char")
-ATTENTIONS = ("additive", "general", "dot")
 MONITORS = ("bleu", "loss")
 
 
@@ -535,7 +535,7 @@ class MTModelSettings:
                           ATTENTIONS)
     attention_dim: int = flag(512, "hidden size of additive attention", metavar="A")
     init_state: str = flag("mean", "the decoder's first state from the mean of the encoder "
-                           "states, or from its final states", ("mean", "final"))
+                           "states, or from its final states", INIT_STATES)
     tie_embeddings: bool = flag(False, "share the target embedding with the output layer")
     dropout: float = flag(0.3, "dropout on embeddings, between layers and before the output "
                           "layer", metavar="P")
