@@ -187,6 +187,7 @@ def test_the_translator_and_its_peer_are_the_same_model(tmp_path, peer_python):
     assert tokens == [data["mask"].sum()] * 2
 
 
+@pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
 def test_the_translator_peer_trains_on_the_engine_objective(tmp_path, peer_python):
     """Config f's training loss, which the first-loss check (plain cross-entropy) does not
     see: with dropout off, the peer's first training loss (PyTorch's label smoothing,
