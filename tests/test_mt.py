@@ -205,3 +205,20 @@ def test_multi30k_is_read_from_the_data_dir(shared_data):
     assert [len(p[0]) for p in (data.train, data.valid, data.test)] == [29000, 1014, 1000]
     assert data.train[0][0].startswith("Zwei junge weiße Männer")
     assert data.train[1][0].startswith("Two young, White males")
+
+
+def test_lines_are_cut_at_newlines_only(tmp_path):
+    from rnn_theano.data.parallel import read_lines, split_lines
+    assert split_lines("a b\n\nc\u2028d\r\n e") == ["a b", "", "c\u2028d", "e"]
+    assert split_lines("one\n") == ["one"] and split_lines("") == []
+    path = tmp_path / "no-final-newline.de"
+    path.write_text("eins\nzwei", encoding="utf-8")
+    assert read_lines(path) == ["eins", "zwei"]
+
+
+def test_unknown_characters_are_read_as_the_unknown_piece(trained, capsys):
+    translator = Translator.from_checkpoint(load_checkpoint(trained[0]))
+    ids = translator.source_ids(["drei ∑∑ eins"])[0]
+    assert 0 in ids  # the unknown piece
+    (out,) = translator.translate(["drei ∑∑ eins"], beam=2)
+    assert out[0].text.startswith("three")

@@ -35,7 +35,7 @@ from .config import (BLANK, ClassifyConfig, ClassifyTextConfig, EvaluateConfig,
                      FillBlankConfig, GenerateConfig, MTConfig, RunConfig, TrainConfig,
                      TranslateConfig)
 from .data import corpus
-from .data.parallel import read_lines
+from .data.parallel import read_lines, split_lines
 from .data.splits import Splits, load_splits
 from .data.tokenize import tokenize_words
 from .errors import ArgumentParser, SettingError, UserError, user_errors
@@ -526,7 +526,7 @@ def translate_main(argv: list[str] | None = None) -> int:
     ckpt = load_checkpoint(config.model, MTConfig.task)
     translator = mt.Translator.from_checkpoint(ckpt)
     lines = (read_lines(config.file) if config.file
-             else [line.strip() for line in sys.stdin.read().splitlines()])
+             else split_lines(sys.stdin.read()))
     refs = read_lines(config.reference) if config.reference else None
     out = translator.translate(lines, beam=config.beam, nbest=config.nbest,
                                length_penalty=config.length_penalty, max_ratio=config.max_ratio,

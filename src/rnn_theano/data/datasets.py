@@ -70,6 +70,7 @@ class CorpusSpec:
     format: str
     files: tuple[CorpusFile, ...]
     description: str
+    url: str = ""  # a parallel corpus's address: the files of any split are under it
 
 
 def _ptb_file(split: str, sha256: str) -> CorpusFile:
@@ -100,13 +101,13 @@ CORPORA: dict[str, CorpusSpec] = {spec.name: spec for spec in (
 )}
 
 # Parallel corpora for translation: one file per split and language, "SPLIT.LANG.gz" under
-# the corpus's folder and at its URL (``format`` holds the URL prefix).
+# the corpus's folder and at its URL.
 PARALLEL: dict[str, CorpusSpec] = {spec.name: spec for spec in (
-    CorpusSpec("multi30k", _MULTI30K_URL, tuple(
+    CorpusSpec("multi30k", "parallel", tuple(
         CorpusFile(f"{name}.{lang}", f"multi30k/{name}.{lang}.gz",
                    f"{_MULTI30K_URL}{name}.{lang}.gz", sha256)
         for (name, lang), sha256 in _MULTI30K.items()),
-        "Multi30k (task 1): image descriptions in German and English"),
+        "Multi30k (task 1): image descriptions in German and English", _MULTI30K_URL),
 )}
 
 
@@ -193,7 +194,7 @@ def parallel_file(corpus: str, split: str, lang: str, data_dir: Path | None = No
     spec = _lookup(PARALLEL, corpus, "parallel corpus", "files of your own (--train-src ...)")
     name = f"{split}.{lang}"
     known = {f.split: f for f in spec.files}
-    file = known.get(name) or CorpusFile(name, f"{corpus}/{name}.gz", f"{spec.format}{name}.gz")
+    file = known.get(name) or CorpusFile(name, f"{corpus}/{name}.gz", f"{spec.url}{name}.gz")
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     return _local_file(file, root, download, base_url)
 

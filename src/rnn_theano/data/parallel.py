@@ -28,13 +28,22 @@ UNK, BOS, EOS = 0, 1, 2
 SUBWORD_MODELS = ("bpe", "unigram", "word", "char")
 
 
+def split_lines(text: str) -> list[str]:
+    """The stripped lines of ``text``, cut at newlines only (a final newline ends the last
+    line; other line-break characters inside a sentence stay in it)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
 def read_lines(path: str | Path) -> list[str]:
     """The lines of a UTF-8 text file (gzip-compressed when its name ends in .gz), stripped."""
     path = Path(path)
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as f:
-            return [line.strip() for line in f.read().split("\n")][:-1] or []
+            return split_lines(f.read())
     except FileNotFoundError:
         raise UserError(f"{path} not found: give an existing file of one sentence per "
                         "line") from None
@@ -81,14 +90,13 @@ class Subwords:
 
     @property
     def pieces(self) -> tuple[str, ...]:
-        return tuple(self._sp.id_to_piece(i) for i in range(len(self)))
+        return tuple(map(self.piece, range(len(self))))
 
     def encode(self, line: str) -> np.ndarray:
         return np.asarray(self._sp.encode(line), dtype=np.int32)
 
-    def split(self, line: str) -> list[str]:
-        """The line's pieces, as the model reads them."""
-        return self._sp.encode(line, out_type=str)
+    def piece(self, i: int) -> str:
+        return self._sp.id_to_piece(int(i))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._sp.decode([int(i) for i in ids])

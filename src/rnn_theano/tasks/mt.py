@@ -267,9 +267,8 @@ class Translator:
         tgt = np.asarray(translation.ids, np.int32)
         batch = pair_batch([src], [tgt], self.engine.pad_multiple)
         alpha = self.engine.attention(batch)[:len(tgt) + 1, 0, :len(src)]
-        pieces = [self.subwords[0]._sp.id_to_piece(int(i)) for i in src]
-        out = [self.subwords[1]._sp.id_to_piece(int(i)) for i in tgt] + ["</s>"]
-        return alpha, pieces, out
+        return (alpha, list(map(self.subwords[0].piece, src)),
+                [*map(self.subwords[1].piece, tgt), "</s>"])
 
 
 # --- BLEU -------------------------------------------------------------------------------------
