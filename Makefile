@@ -110,7 +110,7 @@ mt-de-en mt-en-de: mt-%: $(STAMP)
 	PYTHONUNBUFFERED=1 $(VENV)/bin/rnn-theano train-mt --config configs/mt-$*.toml \
 	  --log-json $(MT_OUT)/$*.json $(TRAIN_FLAGS) | tee $(MT_OUT)/$*.log
 	gzip -dc $${RNN_THEANO_DATA:-data}/multi30k/test_2016_flickr.$(firstword $(subst -, ,$*)).gz \
-	  | head -5 | $(VENV)/bin/rnn-theano translate --model checkpoints/mt-$*.npz \
+	  | sed -n 1,5p | $(VENV)/bin/rnn-theano translate --model checkpoints/mt-$*.npz \
 	  --show-attention $(MT_OUT)/$*-attention.png | tee $(MT_OUT)/$*-samples.txt
 
 gradient-flow: $(STAMP)

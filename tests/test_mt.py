@@ -16,8 +16,9 @@ import pytest
 from rnn_theano import backends
 from rnn_theano.checkpoint import load_checkpoint
 from rnn_theano.cli import main, train_mt_main, translate_main
-from rnn_theano.data.parallel import Subwords, pair_batch, read_parallel
+from rnn_theano.data.parallel import Subwords, pair_batch, read_parallel, source_batches
 from rnn_theano.errors import UserError
+from rnn_theano.tasks.decode import beam_search, greedy
 from rnn_theano.tasks.mt import Translator, corpus_bleu
 from rnn_theano.tasks.mt_engine import MTEngine
 from rnn_theano.tasks.mt_graph import Seq2SeqConfig
@@ -144,12 +145,16 @@ def test_translate_nbest_reference_and_attention(trained, tmp_path, capsys, monk
     assert picture.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_beam_one_translates_as_greedy(trained, corpus):
+def test_beam_one_translates_as_greedy_under_jax(trained, corpus):
     translator = Translator.from_checkpoint(load_checkpoint(trained[0]))
-    source = read_parallel(*corpus["test"])[0]
-    greedy = translator.translate(source, beam=1)
-    beam = translator.translate(source, beam=1, nbest=1, length_penalty=0.5)
-    assert [g[0].ids for g in greedy] == [b[0].ids for b in beam]
+    ids = translator.source_ids(read_parallel(*corpus["test"])[0])
+    for _, src, mask in source_batches(ids, 16, translator.engine.pad_multiple):
+        limits = [int(n) + 3 for n in mask.sum(axis=0)]
+        greedy_ = greedy(translator.engine, src, mask, limits)
+        beam = beam_search(translator.engine, src, mask, limits, beam=1, length_penalty=0.5)
+        assert [g.ids for g in greedy_] == [b[0].ids for b in beam]
+        np.testing.assert_allclose([g.log_prob for g in greedy_],
+                                   [b[0].log_prob for b in beam], rtol=1e-5)
 
 
 def test_long_lines_are_cut_with_one_warning_or_refused(trained, tmp_path, capsys):
@@ -162,15 +167,21 @@ def test_long_lines_are_cut_with_one_warning_or_refused(trained, tmp_path, capsy
     assert "line 1 has 100 subwords" in capsys.readouterr().err
 
 
-def test_resumed_training_goes_on_from_the_checkpoint(trained, corpus, tmp_path):
+def test_resumed_training_goes_on_from_the_checkpoint(trained, corpus, tmp_path, capsys):
     copy = tmp_path / "resumed.npz"
     copy.write_bytes(trained[0].read_bytes())
+    for change in (["--monitor", "loss"], ["--src-vocab-size", "30"], ["--valid-beam", "2"]):
+        assert main(["train-mt", "--resume", str(copy), *change]) == 2
+        assert "cannot change when resuming" in capsys.readouterr().err
     assert train_mt_main(["--resume", str(copy), "--epochs", "1"]) == 0
-    assert len(load_checkpoint(copy).state["history"]) == len(
-        load_checkpoint(trained[0]).state["history"]) + 1
+    before, after = load_checkpoint(trained[0]), load_checkpoint(copy)
+    assert len(after.state["history"]) == len(before.state["history"]) + 1
+    assert after.blobs == before.blobs  # the same subword models, not retrained
 
 
-@pytest.mark.parametrize("case", ["counts", "lm-model", "nbest", "missing", "same-lang"])
+@pytest.mark.parametrize("case", ["counts", "lm-model", "nbest", "missing", "same-lang",
+                                  "small-vocab", "empty-valid", "test-set", "no-sentence",
+                                  "reference-count"])
 def test_bad_input_is_one_line_and_exit_2(case, corpus, tmp_path, capsys, small_text):
     if case == "counts":
         short = tmp_path / "short.en"
@@ -184,14 +195,41 @@ def test_bad_input_is_one_line_and_exit_2(case, corpus, tmp_path, capsys, small_
         assert main(["train", "--data", str(small_text), "--model-out", str(lm), "--epochs",
                      "1", "--hidden-dim", "4", "--vocab-size", "20"]) == 0
         capsys.readouterr()
-        argv, expected = ["translate", "--model", str(lm)], "is a language-model checkpoint"
+        argv = ["translate", str(small_text), "--model", str(lm)]
+        expected = "is a language-model checkpoint"
     elif case == "nbest":
         argv, expected = ["translate", "--nbest", "3", "--beam", "2"], "--nbest 3 is more than"
     elif case == "missing":
-        argv, expected = ["translate", "--model", str(tmp_path / "none.npz")], "not found"
-    else:
+        argv, expected = ["translate", str(small_text), "--model", str(tmp_path / "n.npz")], \
+            "not found"
+    elif case == "same-lang":
         argv = ["train-mt", "--corpus", "multi30k", "--src-lang", "en", "--tgt-lang", "en"]
         expected = "--tgt-lang is the source language too"
+    elif case in ("small-vocab", "empty-valid"):
+        empty = tmp_path / "empty.txt"
+        empty.write_text("\n\n")
+        valid = [empty, empty] if case == "empty-valid" else corpus["valid"]
+        argv = ["train-mt", *train_args(corpus, tmp_path / "m.npz", "--subwords", "bpe",
+                                        "--src-vocab-size", "10"
+                                        if case == "small-vocab" else "40"),
+                "--valid-src", str(valid[0]), "--valid-tgt", str(valid[1])]
+        expected = ("--src-vocab-size 10 is too small for bpe" if case == "small-vocab"
+                    else "the valid set has no sentence pair")
+    elif case == "test-set":
+        argv = ["train-mt", "--corpus", "multi30k", "--test-set", "../../etc"]
+        expected = "--test-set '../../etc' is not a name"
+    else:
+        text = tmp_path / "lines.de"
+        text.write_text("\n\n" if case == "no-sentence" else "drei\nvier\n")
+        reference = tmp_path / "ref.en"
+        reference.write_text("three\n")
+        argv = ["translate", str(text), "--model", str(tmp_path / "none.npz")]
+        if case == "no-sentence":
+            argv += ["--show-attention", str(tmp_path / "a.png")]
+            expected = "needs a sentence"
+        else:
+            argv += ["--reference", str(reference)]
+            expected = "has 1 lines but the input has 2"
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err and "Traceback" not in err

@@ -43,21 +43,24 @@ def small_config(cell, attention, init_state, bidirectional, layers, tie, smooth
 
 
 class Model:
-    """A float64 graph: f(batch) -> cost, objective, alpha and the cost's gradients."""
+    """A float64 graph: f(batch) -> cost, objective, alpha and the gradients of both."""
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         self.config = config
         self.params = shared_params(init_mt_params(config))
         g = build_mt(config, self.params)
-        grads = pytensor.grad(g.cost, list(self.params.values()))
+        params = list(self.params.values())
+        grads = pytensor.grad(g.cost, params) + pytensor.grad(g.objective, params)
         self.f = pytensor.function([g.src, g.src_mask, g.y_in, g.y_out, g.mask],
                                    [g.cost, g.objective, g.n_tokens, g.alpha, *grads],
                                    mode="FAST_COMPILE")
 
     def __call__(self, batch) -> dict:
         cost, objective, n, alpha, *grads = self.f(*batch)
+        k = len(self.params)
         return {"cost": float(cost), "objective": float(objective), "n": float(n),
-                "alpha": alpha, "grads": dict(zip(self.params, grads))}
+                "alpha": alpha, "grads": dict(zip(self.params, grads[:k])),
+                "objective_grads": dict(zip(self.params, grads[k:]))}
 
     def values(self) -> dict[str, np.ndarray]:
         return {k: p.get_value() for k, p in self.params.items()}
@@ -177,9 +180,11 @@ def test_padding_changes_neither_cost_nor_gradient(model):
                                    err_msg=name)
 
 
-def test_gradient_matches_finite_differences(model):
+@pytest.mark.parametrize("loss", ["cost", "objective"])
+def test_gradient_matches_finite_differences(model, loss):
+    """The cross-entropy's gradient, and the label-smoothed objective's, which trains."""
     batch = batch_of(PAIRS[:2], S=8, T=6, seed=3)
-    grads = model(batch)["grads"]
+    grads = model(batch)["grads" if loss == "cost" else "objective_grads"]
     rng = np.random.default_rng(0)
     for name, shared in model.params.items():
         value = shared.get_value()
@@ -190,7 +195,7 @@ def test_gradient_matches_finite_differences(model):
                 bumped = value.copy()
                 bumped[index] += delta
                 shared.set_value(bumped)
-                costs.append(model(batch)["cost"])
+                costs.append(model(batch)[loss])
             shared.set_value(value)
             numeric = (costs[0] - costs[1]) / 2e-6
             assert grads[name][index] == pytest.approx(numeric, rel=1e-5, abs=1e-8), name
@@ -205,13 +210,15 @@ def test_the_decoding_step_matches_numpy(model):
     enc = engine.encode(batch.src, batch.src_mask)
     steps = max(len(t) for _, t in PAIRS) + 1
     y = np.full(len(PAIRS), BOS, np.int32)
-    refs = [ref_decode(cfg, P, src, [BOS, *tgt])[0] for src, tgt in PAIRS]
+    refs = [ref_decode(cfg, P, src, [BOS, *tgt]) for src, tgt in PAIRS]
     for t in range(steps):
         log_probs, states, alpha = engine.step(y, enc)
         enc = enc._replace(states=states)
-        for b, (_, tgt) in enumerate(PAIRS):
+        for b, (src, tgt) in enumerate(PAIRS):
             if t <= len(tgt):
-                np.testing.assert_allclose(log_probs[b], refs[b][t], rtol=1e-9)
+                np.testing.assert_allclose(log_probs[b], refs[b][0][t], rtol=1e-9)
+                np.testing.assert_allclose(alpha[b, :len(src)], refs[b][1][t], rtol=1e-9)
+                assert (alpha[b, len(src):] == 0).all()
         y = np.array([tgt[t] if t < len(tgt) else EOS for _, tgt in PAIRS], np.int32)
 
 

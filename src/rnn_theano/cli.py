@@ -149,7 +149,9 @@ def train_config(argv: list[str] | None, kind: type[RunConfig] = TrainConfig,
 # What a resumed run may change. It keeps the rest from its checkpoint whatever the flags say:
 # the network, the text and how it was split into training, dev and test, and the seed that
 # split it and orders the epochs; only how the network is computed and batched may change,
-# and every training setting but the seed.
+# and every training setting but the seed and what ranks the epochs (a translation model's
+# monitor and how its validation set is decoded): the best score must stay comparable.
+KEPT_TRAIN_SETTINGS = {"seed", "monitor", "valid_beam", "length_penalty"}
 FREE_ON_RESUME = {"model": {"mode", "impl", "float32"},
                   "data": {"batch_size", "bptt_len", "data_dir"}}
 
@@ -159,7 +161,7 @@ def _resumed_values(section: str, saved: Any, given: dict[str, Any],
     """A resumed run's ``section``: the checkpoint's, with the given settings that may change
     (``FREE_ON_RESUME``); it goes on writing to the file it resumes, for ``--epochs`` more."""
     values = dataclasses.asdict(saved)
-    free = FREE_ON_RESUME.get(section) or set(values) - {"seed"}
+    free = FREE_ON_RESUME.get(section) or set(values) - KEPT_TRAIN_SETTINGS
     if section == "train":
         values.pop("epochs")  # how many more: the flag, or its default
         values.update(model_out=resume, log_json=None)  # never someone else's files
@@ -281,8 +283,8 @@ def _final_scores(task: Any, options: TrainerOptions, state: dict, saved: str,
     kept = (min(history, key=lambda row: options.criterion(_row_score(row, "valid")))
             if options.keep_best else history[-1])
     print(f"held-out {_measure(_row_score(kept, 'valid'))} (epoch {kept['epoch']}; {saved}")
-    extra = {"best_valid_ppl": kept["valid_ppl"]} | (
-        {"best_valid_accuracy": kept["valid_accuracy"]} if "valid_accuracy" in kept else {})
+    extra = {"best_valid_ppl": kept["valid_ppl"]} | {
+        f"best_{name}": kept[name] for name in ("valid_accuracy", "valid_bleu") if name in kept}
     if task.has_test and not state.get("interrupted"):
         score = task.evaluate("test")
         print(f"test {_measure(score)} over {score.n_tokens:,.0f} "
@@ -523,11 +525,15 @@ def _test_bleu(config: MTConfig, task: mt.MTTask) -> dict[str, Any]:
 @user_errors
 def translate_main(argv: list[str] | None = None) -> int:
     config = _parse(TranslateConfig, argv, "translate")
-    ckpt = load_checkpoint(config.model, MTConfig.task)
-    translator = mt.Translator.from_checkpoint(ckpt)
-    lines = (read_lines(config.file) if config.file
-             else split_lines(sys.stdin.read()))
+    lines = read_lines(config.file) if config.file else split_lines(sys.stdin.read())
     refs = read_lines(config.reference) if config.reference else None
+    if refs is not None and len(refs) != len(lines):
+        raise UserError(f"{config.reference} has {len(refs):,} lines but the input has "
+                        f"{len(lines):,}: give one reference per input line")
+    first = next((i for i, line in enumerate(lines) if line), None)
+    if config.show_attention and first is None:
+        raise UserError("--show-attention needs a sentence: the input has none")
+    translator = mt.Translator.from_checkpoint(load_checkpoint(config.model, MTConfig.task))
     out = translator.translate(lines, beam=config.beam, nbest=config.nbest,
                                length_penalty=config.length_penalty, max_ratio=config.max_ratio,
                                batch_size=config.batch_size, refuse_long=config.refuse_long)
@@ -538,9 +544,9 @@ def translate_main(argv: list[str] | None = None) -> int:
         report = mt.bleu_report([h[0].text for h in out], refs)
         print(f"BLEU {report['bleu']:.2f} cased ({report['bleu_signature']}), "
               f"{report['bleu_lowercase']:.2f} lowercased", file=sys.stderr)
-    if config.show_attention and lines:
-        alpha, src, tgt = translator.attention(lines[0], out[0][0])
-        mt.plot_attention(alpha, src, tgt, config.show_attention)
+    if config.show_attention:
+        mt.plot_attention(*translator.attention(lines[first], out[first][0]),
+                          config.show_attention)
     return 0
 
 

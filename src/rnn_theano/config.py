@@ -16,6 +16,7 @@ text and choices, so the parser (``cli.py``) is derived from these classes, neve
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -506,6 +507,14 @@ class MTDataSettings:
         if self.train_src and not self.valid_src:
             raise SettingError("valid_src", "and --valid-tgt are needed with --train-src: a "
                                "held-out pair of files to choose the best model on")
+        if self.corpus and (self.valid_src or self.test_src):
+            raise SettingError("corpus", "has its own validation and test sets: drop "
+                               "{others}, or give your own --train-src as well",
+                               ("valid_src" if self.valid_src else "test_src",))
+        for name in ("src_lang", "tgt_lang", "test_set"):
+            if not re.fullmatch(r"[A-Za-z0-9_]+", getattr(self, name)):
+                raise SettingError(name, f"{getattr(self, name)!r} is not a name of the "
+                                   "corpus's files: letters, digits and _ only")
         if self.src_lang == self.tgt_lang:
             raise SettingError("tgt_lang", f"is the source language too ({self.src_lang}): "
                                "choose two languages")

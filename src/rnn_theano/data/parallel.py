@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import SettingError, UserError
 from .batching import _LengthBuckets, round_up
 
 UNK, BOS, EOS = 0, 1, 2
@@ -71,18 +71,25 @@ class Subwords:
 
     @classmethod
     def train(cls, lines: Sequence[str], vocab_size: int, model_type: str = "bpe",
-              seed: int = 0) -> Subwords:
-        """A model of about ``vocab_size`` pieces (fewer when the text has fewer) from ``lines``."""
+              setting: str = "vocab_size") -> Subwords:
+        """A model of about ``vocab_size`` pieces (fewer when the text has fewer) from ``lines``;
+        a size too small for the text's characters is refused under ``setting``'s name."""
         import sentencepiece as spm
         text = [line for line in lines if line]
         if not text:
             raise UserError("no text to build a vocabulary from: the training file is empty")
         out = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(text), model_writer=out, vocab_size=vocab_size,
-            model_type=model_type, character_coverage=1.0, hard_vocab_limit=False,
-            unk_id=UNK, bos_id=BOS, eos_id=EOS, pad_id=-1,
-            num_threads=os.cpu_count() or 1, minloglevel=2)
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(text), model_writer=out, vocab_size=vocab_size,
+                model_type=model_type, character_coverage=1.0, hard_vocab_limit=False,
+                unk_id=UNK, bos_id=BOS, eos_id=EOS, pad_id=-1,
+                num_threads=os.cpu_count() or 1, minloglevel=2)
+        except RuntimeError as e:
+            characters = len(set("".join(text)))
+            raise SettingError(setting, f"{vocab_size} is too small for {model_type} on this "
+                               f"text: its {characters} distinct characters and 3 markers "
+                               f"need more pieces ({str(e).splitlines()[0][:80]})") from None
         return cls(out.getvalue())
 
     def __len__(self) -> int:
@@ -138,11 +145,12 @@ class PairBatches(_LengthBuckets):
     """
 
     def __init__(self, src: Sequence[np.ndarray], tgt: Sequence[np.ndarray], batch_size: int,
-                 *, seed: int = 0, pad_multiple: int = 1) -> None:
+                 *, seed: int = 0, pad_multiple: int = 1, name: str = "the data") -> None:
         super().__init__(batch_size, seed, pad_multiple)
         kept = [i for i in range(len(src)) if len(src[i]) and len(tgt[i])]
         if not kept:
-            raise UserError("no sentence pair with words on both sides: the data is empty")
+            raise UserError(f"{name} has no sentence pair with words on both sides: give "
+                            "files of parallel sentences")
         self.src = [src[i] for i in kept]
         self.tgt = [tgt[i] for i in kept]
         self._lengths = np.array([len(s) for s in self.src])

@@ -4,7 +4,8 @@ Both drive a ``Decoder``: ``encode(src, mask)`` runs the encoder once per batch 
 encoded batch (``mt_engine.EncodedBatch``: one column per sentence, the decoder's states among
 its fields), and ``step(y_prev, encoded)`` gives the log-probabilities (N, C) of the next word
 for N columns, their new states and attention weights. Beam search keeps K hypotheses per
-sentence as K columns, reordering the columns (``encoded.take``) after each step.
+sentence as K columns (``encoded.take`` repeats each sentence K times), and after each step
+moves the decoder states to the columns of the hypotheses that extend them.
 
 Scores are sums of the model's log-probabilities of every word chosen, the end of sentence
 (EOS) included. Beam search ranks finished hypotheses by the score divided by
@@ -91,7 +92,9 @@ def beam_search(model: Decoder, src: np.ndarray, src_mask: np.ndarray, max_len: 
             hyps[b] = [hyps[b][p] + [w] for _, p, w in alive] + [[]] * (K - len(alive))
         if all(len(f) >= K or not np.isfinite(s).any() for f, s in zip(finished, scores)):
             break
-        enc = enc.take(origin)._replace(states=[s[origin] for s in states])
+        # A column's source never changes (a dead one copies its own sentence's first), so
+        # only the decoder states move.
+        enc = enc._replace(states=[s[origin] for s in states])
     return [sorted(f, key=lambda h: -h.score)[:K] for f in finished]
 
 

@@ -95,8 +95,8 @@ def load_data(config: MTConfig) -> ParallelData:
 def train_subwords(config: MTConfig, train: Pairs) -> tuple[Subwords, Subwords]:
     """A sentencepiece model of each language, trained on its side of the training pairs."""
     m = config.model
-    return (Subwords.train(train[0], m.src_vocab_size, m.subwords, config.train.seed),
-            Subwords.train(train[1], m.tgt_vocab_size, m.subwords, config.train.seed))
+    return (Subwords.train(train[0], m.src_vocab_size, m.subwords, "src_vocab_size"),
+            Subwords.train(train[1], m.tgt_vocab_size, m.subwords, "tgt_vocab_size"))
 
 
 def encode_pairs(pairs: Pairs, subwords: tuple[Subwords, Subwords],
@@ -144,7 +144,8 @@ class MTTask(EngineTask):
         if split == "valid":
             source, refs = self.references[split]
             out = self.translator.translate(source, beam=self.config.train.valid_beam,
-                                            length_penalty=self.config.train.length_penalty)
+                                            length_penalty=self.config.train.length_penalty,
+                                            warn=False)  # said once is enough
             bleu = corpus_bleu([o[0].text for o in out], refs).score
         return Score(cost, n, bleu=bleu)
 
@@ -166,8 +167,10 @@ def make_task(config: MTConfig, data: ParallelData, resumed: Checkpoint | None) 
         if pairs is None:
             continue
         src, tgt = encode_pairs(pairs, subwords, d.max_length if split == "train" else None)
+        name = (f"the {split} set (pairs of 1 to {d.max_length} subwords a side)"
+                if split == "train" else f"the {split} set")
         batches[split] = PairBatches(src, tgt, d.batch_size, seed=seed,
-                                     pad_multiple=engine.pad_multiple)
+                                     pad_multiple=engine.pad_multiple, name=name)
     references = {k: v for k, v in named.items() if k != "train" and v is not None}
     return MTTask(engine, Vocabulary(subwords[1].pieces), subwords, batches, references, config)
 
@@ -222,16 +225,17 @@ class Translator:
         engine = build_engine(config, len(subwords[0]), len(subwords[1]), ckpt.params)
         return cls(engine, subwords, config.data.max_length)
 
-    def source_ids(self, lines: Sequence[str], refuse_long: bool = False) -> list[np.ndarray]:
-        """Each line's subword ids, cut to the model's maximum length (one warning for all),
-        or refused with ``refuse_long``."""
+    def source_ids(self, lines: Sequence[str], refuse_long: bool = False,
+                   warn: bool = True) -> list[np.ndarray]:
+        """Each line's subword ids, cut to the model's maximum length (one warning for all,
+        unless not ``warn``), or refused with ``refuse_long``."""
         ids = [self.subwords[0].encode(line) for line in lines]
         long = [i for i, x in enumerate(ids) if len(x) > self.max_length]
         if long and refuse_long:
             raise UserError(f"line {long[0] + 1} has {len(ids[long[0]])} subwords, more than "
                             f"the model's maximum {self.max_length}: split it, or drop "
                             "--refuse-long to cut it")
-        if long:
+        if long and warn:
             print(f"warning: {len(long)} line(s) longer than the model's maximum of "
                   f"{self.max_length} subwords were cut (the first: line {long[0] + 1})",
                   file=sys.stderr)
@@ -239,10 +243,10 @@ class Translator:
 
     def translate(self, lines: Sequence[str], beam: int = 1, nbest: int = 1,
                   length_penalty: float = 1.0, max_ratio: float = 2.0, batch_size: int = 64,
-                  refuse_long: bool = False) -> list[list[Translation]]:
+                  refuse_long: bool = False, warn: bool = True) -> list[list[Translation]]:
         """The ``nbest`` best translations of each line, in order (greedy when ``beam`` is
         1); an empty line gets one empty translation."""
-        ids = self.source_ids(lines, refuse_long)
+        ids = self.source_ids(lines, refuse_long, warn)
         out: list[list[Translation]] = [[Translation("", 0.0, 0.0, [])] for _ in lines]
         real = [i for i, x in enumerate(ids) if len(x)]
         multiple = self.engine.pad_multiple
@@ -263,7 +267,9 @@ class Translator:
     def attention(self, line: str, translation: Translation) -> tuple[np.ndarray, list, list]:
         """The attention weights (target pieces + end, source pieces) of a translation of
         ``line``, teacher forced, and the pieces on both axes."""
-        src = self.source_ids([line])[0]
+        src = self.source_ids([line], warn=False)[0]
+        if not len(src):
+            raise UserError("an empty line has no attention to show: put a sentence first")
         tgt = np.asarray(translation.ids, np.int32)
         batch = pair_batch([src], [tgt], self.engine.pad_multiple)
         alpha = self.engine.attention(batch)[:len(tgt) + 1, 0, :len(src)]
@@ -284,6 +290,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str],
     """sacreBLEU's corpus BLEU of detokenized ``hypotheses`` against raw ``references``
     (its defaults: 13a tokenization, exponential smoothing; cased unless ``lowercase``)."""
     from sacrebleu.metrics import BLEU
+    if not hypotheses:
+        raise UserError("no translations to score: the input has no lines")
     if len(hypotheses) != len(references):
         raise UserError(f"{len(hypotheses)} translations but {len(references)} references: "
                         "the reference file needs one line per input line")

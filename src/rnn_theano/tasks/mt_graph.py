@@ -22,8 +22,8 @@ Attention (Bahdanau et al. 2015; Luong et al. 2015)::
 
 The source-side term of every score does not depend on t, so it is computed once, before the
 loop, as one product over all S*B positions (the same hoisting as the cells' input
-projections); the loop's step does one (B, D) x (D, A) product for the query, one for the
-context's input gates and one for the recurrence. Source padding is set to a large negative
+projections); the loop's step does one product for the context's input gates, one for the
+recurrence and, for additive attention, one (B, D) x (D, A) for the query. Source padding is set to a large negative
 score before the softmax, so its weight is exactly zero: padding changes neither the output
 nor the gradient. The output layer runs after the loop over all T*B positions at once.
 
@@ -93,6 +93,12 @@ class Seq2SeqConfig(EncoderSettings):
         if not 0.0 <= self.label_smoothing < 1.0:
             raise SettingError("label_smoothing", f"must be in [0, 1), got "
                                f"{self.label_smoothing}")
+
+    @property
+    def hp_dim(self) -> int:
+        """The width of the hoisted source side of the scores: A, D (general) or R (dot)."""
+        return {"additive": self.attention_dim, "general": self.decoder_dim,
+                "dot": self.top_dim}[self.attention]
 
     @property
     def states(self) -> int:
@@ -318,9 +324,7 @@ def build_step_graph(config: Seq2SeqConfig, params: dict[str, Any],
     states = [pt.tensor(f"state{i}", dtype=config.dtype, shape=(N, config.decoder_dim))
               for i in range(config.states)]
     h = pt.tensor("h", dtype=config.dtype, shape=(S, N, config.top_dim))
-    hp_dim = config.top_dim if config.attention == "dot" else (
-        config.attention_dim if config.attention == "additive" else config.decoder_dim)
-    hp = pt.tensor("hp", dtype=config.dtype, shape=(S, N, hp_dim))
+    hp = pt.tensor("hp", dtype=config.dtype, shape=(S, N, config.hp_dim))
     src_mask = pt.tensor("src_mask", dtype=config.dtype, shape=(S, N))
     e = params["dec_embed"][y_prev]
     xe = e.dot(params["dec_Wx"]) + params["dec_b"]
