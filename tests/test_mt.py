@@ -260,3 +260,17 @@ def test_unknown_characters_are_read_as_the_unknown_piece(trained, capsys):
     assert 0 in ids  # the unknown piece
     (out,) = translator.translate(["drei ∑∑ eins"], beam=2)
     assert out[0].text.startswith("three")
+
+
+def test_the_results_table_reads_a_training_log(trained, capsys):
+    from experiments_loader import load
+    mt_table = load("mt_table")
+    log = trained[1]
+    assert mt_table.main([str(log)]) == 0
+    header, rule, line = capsys.readouterr().out.splitlines()
+    record = json.loads(log.read_text())
+    assert "test BLEU, greedy | test BLEU, beam 2" in header
+    assert line.count("|") == header.count("|") == rule.count("|")
+    assert line.startswith("| de->en |")
+    assert f"{record['test_beam2']['bleu']:.2f} / {record['test_beam2']['bleu_lowercase']:.2f}" \
+        in line
