@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rnn_theano.data import datasets
-from rnn_theano.data.datasets import CORPORA, corpus_files, corpus_format, default_data_dir
+from rnn_theano.data.datasets import (CORPORA, corpus_files, corpus_format, default_data_dir,
+                                      parallel_file)
 from rnn_theano.errors import UserError
 
 REDDIT_SAMPLE = "reddit/reddit-comments-2015-08-sample.csv"
@@ -178,3 +179,21 @@ def test_unreachable_server_names_where_to_put_the_file(tmp_path):
     assert f"{base_url}/{REDDIT_FULL}" in message
     assert f"put it at {tmp_path / 'data' / REDDIT_FULL}" in message
     assert _files_under(tmp_path / "data") == []
+
+
+def test_a_parallel_corpus_downloads_each_side_it_needs(tmp_path, served, shared_data):
+    root, base_url = served
+    original = shared_data / "multi30k" / "val.de.gz"
+    _put(root, "multi30k/val.de.gz", original.read_bytes())
+    _put(root, "multi30k/test_2017_flickr.de.gz", b"not listed: fetched unchecked")
+    data_dir = tmp_path / "data"
+    path = parallel_file("multi30k", "val", "de", data_dir=data_dir, base_url=base_url)
+    assert path == data_dir / "multi30k" / "val.de.gz"
+    assert path.read_bytes() == original.read_bytes()
+    newer = parallel_file("multi30k", "test_2017_flickr", "de", data_dir=data_dir,
+                          base_url=base_url)
+    assert newer.read_bytes() == b"not listed: fetched unchecked"
+    _put(root, "multi30k/val.en.gz", b"corrupt")
+    with pytest.raises(UserError, match="corrupt or a different version"):
+        parallel_file("multi30k", "val", "en", data_dir=data_dir, base_url=base_url)
+    assert _files_under(data_dir) == ["multi30k/test_2017_flickr.de.gz", "multi30k/val.de.gz"]
