@@ -107,6 +107,18 @@ def _not_negative(settings: Any, *names: str) -> None:
                                f"{getattr(settings, name)}")
 
 
+class Backend:
+    """What every model section does with its ``mode`` setting, the PyTensor backend."""
+
+    mode: str
+
+    def check_backend(self) -> None:
+        """Refuse ``--mode JAX`` where jax is not installed: checked before training, never
+        when a checkpoint is loaded (one trained under JAX runs under Numba without jax)."""
+        if self.mode == "JAX" and not has_jax():
+            raise SettingError("mode", "JAX needs the jax package: pip install -e '.[jax]'")
+
+
 @dataclass(frozen=True)
 class DataSettings:
     """What the model is trained and scored on, and how it is batched."""
@@ -142,7 +154,7 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
-class ModelSettings:
+class ModelSettings(Backend):
     """The network, and how it reads text: what a checkpoint rebuilds the model from."""
 
     arch: str = flag("tutorial", "the model: the tutorial's RNN (one sentence per SGD step), "
@@ -207,11 +219,6 @@ class ModelSettings:
             raise SettingError("mode", "JAX needs fixed shapes, but the tutorial model runs one "
                                "sentence of any length per step: use NUMBA, CVM or FAST_COMPILE")
 
-    def check_backend(self) -> None:
-        """Refuse ``--mode JAX`` where jax is not installed: checked before training, never
-        when a checkpoint is loaded (one trained under JAX runs under Numba without jax)."""
-        if self.mode == "JAX" and not has_jax():
-            raise SettingError("mode", "JAX needs the jax package: pip install -e '.[jax]'")
 
     @property
     def is_tutorial(self) -> bool:
@@ -395,7 +402,7 @@ class ClassifyDataSettings:
 
 
 @dataclass(frozen=True)
-class ClassifierSettings:
+class ClassifierSettings(Backend):
     """The classifier network, and how it reads text: what a checkpoint rebuilds it from."""
 
     arch: str = flag("lstm", "recurrent cell", ARCHS[1:])
@@ -433,9 +440,6 @@ class ClassifierSettings:
     def lowercase(self) -> bool:
         return not self.keep_case
 
-    def check_backend(self) -> None:
-        if self.mode == "JAX" and not has_jax():
-            raise SettingError("mode", "JAX needs the jax package: pip install -e '.[jax]'")
 
 
 @dataclass(frozen=True)
@@ -525,7 +529,7 @@ class MTDataSettings:
 
 
 @dataclass(frozen=True)
-class MTModelSettings:
+class MTModelSettings(Backend):
     """The encoder-decoder, and how it cuts text: what a checkpoint rebuilds it from."""
 
     cell: str = flag("gru", "recurrent cell of the encoder and the decoder", ("gru", "lstm"))
@@ -569,9 +573,6 @@ class MTModelSettings:
     def arch(self) -> str:
         return self.cell
 
-    def check_backend(self) -> None:
-        if self.mode == "JAX" and not has_jax():
-            raise SettingError("mode", "JAX needs the jax package: pip install -e '.[jax]'")
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from .. import backends
 from ..checkpoint import Checkpoint
 from ..config import ClassifyConfig
 from ..data.batching import ClassBatches, round_up
@@ -34,9 +33,10 @@ from ..data.tokenize import tokenize_words
 from ..data.vocab import Vocabulary
 from ..errors import SettingError, UserError
 from ..metrics import Score
-from ..train import Schedule, Step, TrainerOptions
+from ..train import Step, TrainerOptions
 from .classify_engine import ClassifierEngine
-from .engine import EngineTask, continue_from
+from .engine import (EngineTask, continue_from, engine_settings, loadable_settings,
+                     monitored_options)
 from .classify_graph import ClassifierConfig
 
 
@@ -99,12 +99,8 @@ def class_weights(examples: list[Example], labels: LabelSet) -> np.ndarray:
 def build_engine(config: ClassifyConfig, vocab: Vocabulary, labels: LabelSet,
                  params: dict[str, np.ndarray] | None = None,
                  weights: np.ndarray | None = None) -> ClassifierEngine:
-    train = config.train
     return ClassifierEngine(graph_config(config, len(vocab), len(labels)), params,
-                            class_weights=weights,
-                            mode=backends.prepare(config.model.mode, fixed_shapes=True),
-                            optimizer=train.optimizer, learning_rate=config.lr,
-                            clip_norm=train.clip_norm or None, weight_decay=train.weight_decay)
+                            class_weights=weights, **engine_settings(config))
 
 
 def describe(engine: ClassifierEngine) -> str:
@@ -118,10 +114,7 @@ def encode(examples: list[Example], vocab: Vocabulary) -> list[np.ndarray]:
 
 
 def trainer_options(config: ClassifyConfig) -> TrainerOptions:
-    train = config.train
-    schedule = Schedule("decay", train.lr_decay, train.decay_after)  # constant at lr-decay 1
-    return TrainerOptions(train.epochs, config.lr, schedule, patience=train.patience,
-                          monitor="accuracy", test_each_evaluation=False)
+    return monitored_options(config, "accuracy")
 
 
 @dataclass
@@ -199,9 +192,7 @@ class Predictor:
 
     def __init__(self, ckpt: Checkpoint) -> None:
         self.ckpt, self.labels = ckpt, LabelSet(tuple(ckpt.labels))
-        config: Any = ckpt.settings
-        config = dataclasses.replace(config, model=dataclasses.replace(
-            config.model, mode=backends.loadable(config.model.mode)))
+        config = loadable_settings(ckpt.settings)
         self.engine = build_engine(config, ckpt.vocab, self.labels, ckpt.params)
         self.lowercase = config.model.lowercase
 

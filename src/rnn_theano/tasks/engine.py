@@ -9,6 +9,7 @@ streams are saved and restored by the same methods.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,8 +22,10 @@ import pytensor.tensor as pt
 import pytensor.tensor.random as ptr
 from pytensor.compile.mode import Mode
 
+from .. import backends
 from ..errors import UserError
 from ..nn.optimizers import optimizer_updates
+from ..train import Schedule, TrainerOptions
 from .lm_graph import shared_params
 
 
@@ -220,6 +223,31 @@ def _from_json(value: dict) -> Any:
     if set(value) == {"dtype", "value"}:
         return np.asarray(value["value"], dtype=value["dtype"])
     return {k: _from_json(v) for k, v in value.items()}
+
+
+def engine_settings(config: Any) -> dict[str, Any]:
+    """A run's settings as ``CompiledModel``'s keywords: the backend (fixed shapes), the
+    optimizer, its learning rate, clipping and weight decay."""
+    train = config.train
+    return dict(mode=backends.prepare(config.model.mode, fixed_shapes=True),
+                optimizer=train.optimizer, learning_rate=config.lr,
+                clip_norm=train.clip_norm or None, weight_decay=train.weight_decay)
+
+
+def loadable_settings(config: Any) -> Any:
+    """A checkpoint's run settings with its backend resolved for this machine
+    (``backends.loadable``: a model trained under JAX runs where jax is missing)."""
+    return dataclasses.replace(config, model=dataclasses.replace(
+        config.model, mode=backends.loadable(config.model.mode)))
+
+
+def monitored_options(config: Any, monitor: str) -> TrainerOptions:
+    """The trainer's options for a model kept by its held-out ``monitor``, with patience:
+    a constant rate (or ``--lr-decay`` after ``--decay-after``), the test set scored once."""
+    train = config.train
+    schedule = Schedule("decay", train.lr_decay, train.decay_after)  # constant at lr-decay 1
+    return TrainerOptions(train.epochs, config.lr, schedule, patience=train.patience,
+                          monitor=monitor, test_each_evaluation=False)
 
 
 class EngineTask:

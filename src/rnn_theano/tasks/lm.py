@@ -33,7 +33,7 @@ from ..sampling import NextWordProbs
 from ..train import Schedule, Step, TrainerOptions
 from ..tutorial.numpy_rnn import RNNNumpy
 from ..tutorial.theano_rnn import RNNTheano
-from .engine import EngineTask
+from .engine import EngineTask, engine_settings
 from .lm_engine import LMEngine, batch_steps, evaluate_batches
 from .lm_graph import LMConfig
 
@@ -78,11 +78,7 @@ def build_model(config: TrainConfig, vocab_size: int,
             return RNNNumpy(**common)
         return RNNTheano(**common, mode=backends.prepare(model.mode, fixed_shapes=False),
                          float32=model.float32)
-    train = config.train
-    return LMEngine(graph_config(model, vocab_size, seed), params,
-                    mode=backends.prepare(model.mode, fixed_shapes=True),
-                    optimizer=train.optimizer, learning_rate=config.lr,
-                    clip_norm=train.clip_norm or None, weight_decay=train.weight_decay)
+    return LMEngine(graph_config(model, vocab_size, seed), params, **engine_settings(config))
 
 
 def model_from_checkpoint(ckpt: Checkpoint, config: TrainConfig | None = None,

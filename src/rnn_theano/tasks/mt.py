@@ -14,7 +14,6 @@ with its signature; "lowercased" is the same with ``lowercase=True``.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import backends
 from ..checkpoint import Checkpoint
 from ..config import MTConfig
 from ..data.datasets import parallel_file
@@ -30,9 +28,10 @@ from ..data.parallel import PairBatches, Subwords, pair_batch, read_parallel, so
 from ..data.vocab import Vocabulary
 from ..errors import UserError
 from ..metrics import Score
-from ..train import Schedule, Step, TrainerOptions
+from ..train import Step, TrainerOptions
 from .decode import Hypothesis, beam_search, greedy
-from .engine import EngineTask, continue_from
+from .engine import (EngineTask, continue_from, engine_settings, loadable_settings,
+                     monitored_options)
 from .mt_engine import MTEngine
 from .mt_graph import Seq2SeqConfig
 
@@ -58,11 +57,7 @@ def check_model(config: MTConfig) -> None:
 
 def build_engine(config: MTConfig, src_size: int, tgt_size: int,
                  params: dict[str, np.ndarray] | None = None) -> MTEngine:
-    train = config.train
-    return MTEngine(graph_config(config, src_size, tgt_size), params,
-                    mode=backends.prepare(config.model.mode, fixed_shapes=True),
-                    optimizer=train.optimizer, learning_rate=config.lr,
-                    clip_norm=train.clip_norm or None, weight_decay=train.weight_decay)
+    return MTEngine(graph_config(config, src_size, tgt_size), params, **engine_settings(config))
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -184,10 +179,7 @@ def subwords_of(ckpt: Checkpoint) -> tuple[Subwords, Subwords]:
 
 
 def trainer_options(config: MTConfig) -> TrainerOptions:
-    train = config.train
-    schedule = Schedule("decay", train.lr_decay, train.decay_after)  # constant at lr-decay 1
-    return TrainerOptions(train.epochs, config.lr, schedule, patience=train.patience,
-                          monitor=train.monitor, test_each_evaluation=False)
+    return monitored_options(config, config.train.monitor)
 
 
 def describe(engine: MTEngine, subwords: tuple[Subwords, Subwords]) -> str:
@@ -218,9 +210,7 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> Translator:
-        config: Any = ckpt.settings
-        config = dataclasses.replace(config, model=dataclasses.replace(
-            config.model, mode=backends.loadable(config.model.mode)))
+        config = loadable_settings(ckpt.settings)
         subwords = subwords_of(ckpt)
         engine = build_engine(config, len(subwords[0]), len(subwords[1]), ckpt.params)
         return cls(engine, subwords, config.data.max_length)
