@@ -11,6 +11,8 @@
 #   make classify-sst2 / classify-sst5 / classify-trec / classify-mr   sentence classifiers (configs/)
 #   make classify-results    every classifier recipe over 3 seeds: docs/classification/
 #   make mt-de-en / mt-en-de        translation recipes on Multi30k (configs/; docs/translation.md)
+#   make asr-digits                 speech recognition of spoken digit strings (FSDD; docs/speech.md)
+#   make asr-speakers               ... trained on five speakers, tested on the sixth, for each
 #
 # Settings below are defaults; override any of them on the command line (make train EPOCHS=2).
 
@@ -48,7 +50,8 @@ PTB_TEST     ?= $${RNN_THEANO_DATA:-data}/ptb/ptb.test.txt
 SOURCE_FLAGS := $(if $(DATA),--data $(DATA)) $(if $(CORPUS),--corpus $(CORPUS))
 
 .PHONY: install train generate test bench clean ptb-rnn ptb-lstm ptb-gru ptb-plots gradient-flow \
-        classify-sst2 classify-sst5 classify-trec classify-mr classify-results mt-de-en mt-en-de
+        classify-sst2 classify-sst5 classify-trec classify-mr classify-results mt-de-en mt-en-de \
+        asr-digits asr-speakers
 
 install: $(STAMP)
 
@@ -112,6 +115,28 @@ mt-de-en mt-en-de: mt-%: $(STAMP)
 	gzip -dc $${RNN_THEANO_DATA:-data}/multi30k/test_2016_flickr.$(firstword $(subst -, ,$*)).gz \
 	  | sed -n 1,5p | $(VENV)/bin/rnn-theano translate --model checkpoints/mt-$*.npz \
 	  --show-attention $(MT_OUT)/$*-attention.png | tee $(MT_OUT)/$*-samples.txt
+
+# Train the speech recipe, log every epoch to docs/speech/asr-digits.json, transcribe a few
+# test recordings and draw a test string's CTC posteriors.
+SPEECH_OUT ?= docs/speech
+asr-digits: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[plot]'
+	@mkdir -p $(SPEECH_OUT)
+	PYTHONUNBUFFERED=1 $(VENV)/bin/rnn-theano train-asr --config configs/asr-digits.toml \
+	  --log-json $(SPEECH_OUT)/asr-digits.json $(TRAIN_FLAGS) | tee $(SPEECH_OUT)/asr-digits.log
+	$(VENV)/bin/rnn-theano transcribe --model checkpoints/asr-digits.npz \
+	  $$(ls $${RNN_THEANO_DATA:-data}/fsdd/recordings/*_{theo,lucas}_0.wav | head -6) \
+	  | tee $(SPEECH_OUT)/asr-digits-samples.txt
+	$(PY) experiments/speech_results.py figure --model checkpoints/asr-digits.npz \
+	  --out $(SPEECH_OUT)/posteriors.png
+
+# The speaker-independent sweep: six runs of configs/asr-speakers.toml, one per held-out
+# speaker (resumable), then the tables of docs/speech.md.
+asr-speakers: $(STAMP)
+	@mkdir -p $(SPEECH_OUT)
+	PYTHONUNBUFFERED=1 $(PY) experiments/speech_results.py speakers --out $(SPEECH_OUT) \
+	  $(TRAIN_FLAGS) | tee -a $(SPEECH_OUT)/asr-speakers.log
+	$(PY) experiments/speech_results.py tables $(SPEECH_OUT)/*.json
 
 gradient-flow: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[plot]'

@@ -241,3 +241,122 @@ def test_the_peer_can_import_bench_without_the_package():
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "timed_reps"
+
+
+# --- experiments/bench_ctc.py -----------------------------------------------------------------
+
+
+def _collapse(path) -> list[int]:
+    return [k for i, k in enumerate(path) if k != 0 and (i == 0 or path[i - 1] != k)]
+
+
+def _brute_force_ctc(data: dict) -> np.ndarray:
+    """-log p(labels | z) of each row by summing every path of its frames that collapses to
+    its labels (K^T of them): independent of any alpha recursion."""
+    import itertools
+    z = data["z"].astype(np.float64)
+    probs = np.exp(z - z.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    costs = []
+    for b in range(z.shape[1]):
+        T, labels = data["frame_lengths"][b], list(data["labels"][b, :data["label_lengths"][b]])
+        p = probs[:T, b]
+        costs.append(-np.log(sum(np.prod(p[np.arange(T), path])
+                                 for path in itertools.product(range(p.shape[1]), repeat=T)
+                                 if _collapse(path) == labels)))
+    return np.array(costs)
+
+
+@pytest.fixture(scope="module")
+def ctc_bench():
+    return load("bench_ctc")
+
+
+@pytest.fixture(scope="module")
+def tiny_ctc(ctc_bench):
+    """A tiny batch of the benchmark's data (T=6 frames, 4 rows, K=3, up to 3 labels) and the
+    brute-force loss of each row."""
+    data = ctc_bench.make_data(6, 4, 3, 3, seed=3)
+    return data, _brute_force_ctc(data)
+
+
+def test_the_ctc_bench_data_and_its_numpy_reference(ctc_bench, tiny_ctc):
+    """The random batch is what the masks say (frame lengths in [T/2, T] and long enough for
+    the labels, labels in 1..K-1 then 0), and the script's float64 alpha recursion, the
+    yardstick of its values check, is the sum over all alignments."""
+    data, brute = tiny_ctc
+    T, B = data["frame_mask"].shape
+    assert (data["frame_mask"].sum(0) == data["frame_lengths"]).all()
+    assert (data["label_mask"].sum(1) == data["label_lengths"]).all()
+    assert ((3 <= data["frame_lengths"]) & (data["frame_lengths"] <= T)).all()
+    for b in range(B):
+        n = data["label_lengths"][b]
+        assert 1 <= n <= 3 and set(data["labels"][b, :n]) <= {1, 2}
+        assert not data["labels"][b, n:].any()
+        assert data["frame_lengths"][b] >= ctc_bench.needed_frames(data["labels"][b, :n])
+    assert len(set(data["frame_lengths"])) > 1 and len(set(data["label_lengths"])) > 1
+    np.testing.assert_allclose(ctc_bench.reference_ctc(data), brute, rtol=1e-10)
+    with pytest.raises(ValueError, match="cannot hold"):
+        ctc_bench.make_data(2, 4, 2, 3, seed=0)  # K=2: every label a repeat of the last
+
+
+@pytest.mark.parametrize("mode", ["JAX", "NUMBA"])
+def test_the_ctc_bench_times_the_loss_and_its_gradient(ctc_bench, tiny_ctc, mode):
+    """What the script compiles under each backend: the forward is the summed loss (the
+    brute-force one, in float32), the forward + backward the same loss and its gradient
+    w.r.t. the scores, which is zero on padded frames and sums to zero over the outputs of
+    every frame (the gradient of a log_softmax input)."""
+    data, brute = tiny_ctc
+    forward, both = ctc_bench.compile_ours(mode, (*data["z"].shape, data["labels"].shape[1]))
+    args = ctc_bench.inputs_of(data)
+    loss = float(np.asarray(forward(*args)))
+    assert loss == pytest.approx(brute.sum(), rel=1e-5)
+    loss_fb, grad = (np.asarray(o) for o in both(*args))
+    assert float(loss_fb) == pytest.approx(loss, rel=1e-6)
+    assert grad.shape == data["z"].shape and grad.dtype == np.float32
+    assert not grad[data["frame_mask"] == 0].any() and grad[data["frame_mask"] == 1].any()
+    np.testing.assert_allclose(grad.sum(-1), 0, atol=1e-6)
+
+
+def test_the_ctc_bench_runs_without_the_peer(tmp_path):
+    """``--no-peer`` on a tiny ``--shape``: both backends' values checked against the numpy
+    reference, a table, and the JSON with the machine and every figure."""
+    out = tmp_path / "ctc.json"
+    proc = subprocess.run(
+        [sys.executable, str(script("bench_ctc")), "--no-peer", "--shape", "8,3,4,3",
+         "--warmup", "1", "--reps", "3", "--json", str(out)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "T=8 frames, B=3 utterances, K=4 outputs, U=3 labels" in proc.stdout
+    assert "all agree" in proc.stdout
+    assert "| implementation | forward ms | fwd+bwd ms |" in proc.stdout
+    assert "| ours-jax |" in proc.stdout and "| ours-numba |" in proc.stdout
+    results = json.loads(out.read_text())
+    assert results["shape"] == {"T": 8, "B": 3, "K": 4, "U": 3}
+    assert results["peer_python"] is None and results["modes"] == ["JAX", "NUMBA"]
+    for key in ("platform", "cores", "pytensor", "jax", "torch"):
+        assert key in results["machine"]
+    assert results["check"]["ok"] and set(results["check"]["rows"]) == {"ours-jax", "ours-numba"}
+    reference = results["check"]["reference_loss"]
+    for row in results["results"]:
+        assert row["loss"] == pytest.approx(reference, rel=1e-5)
+        assert len(row["forward_ms_all"]) == len(row["both_ms_all"]) == 3
+        assert 0 < row["forward_ms"] and 0 < row["both_ms"] and row["compile_s"] > 0
+        assert "forward_ratio" not in row  # no peer to compare with
+
+
+def test_the_ctc_bench_peer_is_the_same_loss(ctc_bench, tiny_ctc, peer_python, tmp_path):
+    """PyTorch's ``ctc_loss`` as the script runs it (a subprocess fed the .npz) gives the
+    brute-force loss and ours' gradient. Needs a Python with torch (.venv-torch), else
+    skipped."""
+    data, brute = tiny_ctc
+    path = tmp_path / "data.npz"
+    np.savez(path, **data)
+    peer = ctc_bench.run_peer(peer_python, path, warmup=1, reps=2, threads=1, timeout=120)
+    assert "error" not in peer, peer
+    assert peer["loss"] == pytest.approx(brute.sum(), rel=1e-5)
+    assert peer["loss_fb"] == pytest.approx(peer["loss"], rel=1e-6)
+    assert peer["torch_threads"] == 1 and len(peer["forward_ms"]) == len(peer["both_ms"]) == 2
+    _, both = ctc_bench.compile_ours("JAX", (*data["z"].shape, data["labels"].shape[1]))
+    grad = np.asarray(both(*ctc_bench.inputs_of(data))[1])
+    np.testing.assert_allclose(peer["grad"], grad, atol=1e-5)

@@ -6,11 +6,12 @@ Layout (readable with numpy alone, ``np.load(path)``):
   ``V`` (C, H) and ``W`` (H, H), exactly as the tutorial shapes them;
 * ``__opt__NAME``: the optimizer's state (Adam's moments and step count, RMSprop's mean
   squares), when the model has any, so a resumed run continues it;
-* ``__blob__NAME``: a file the model reads text with, as uint8 bytes (a translation model's
-  sentencepiece models, ``source.model`` and ``target.model``);
+* ``__blob__NAME``: a file the model reads its input with, as uint8 bytes (a translation
+  model's sentencepiece models, ``source.model`` and ``target.model``; a recogniser's feature
+  statistics, ``feature_stats.npy``, when it normalises with the training set's);
 * ``__meta__``: a 0-d unicode array holding JSON with ``format``, ``version``, ``vocab`` (the
   word list; a word's id is its index), ``settings`` (``config.TrainConfig.to_dict()``: the
-  data, model and train sections; ``task`` says which kind: ``lm``, ``classify`` or ``mt``),
+  data, model and train sections; ``task`` says which kind: ``lm``, ``classify``, ``mt`` or ``asr``),
   ``labels`` (a classifier's classes) and ``state`` (epoch, learning rate, history, ...).
 
 Version 1 files (flat settings with a ``family`` key) are read and converted on loading.
@@ -70,8 +71,9 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
 
 
 _COMMANDS = {"lm": "generate, evaluate or fill-blank", "classify": "classify",
-             "mt": "translate"}
-_KINDS = {"lm": "language-model", "classify": "classifier", "mt": "translation"}
+             "mt": "translate", "asr": "transcribe"}
+_KINDS = {"lm": "language-model", "classify": "classifier", "mt": "translation",
+          "asr": "speech-recognition"}
 
 
 def load_checkpoint(path: str | Path, task: str | None = None) -> Checkpoint:

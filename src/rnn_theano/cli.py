@@ -1,5 +1,5 @@
 """The command line: ``rnn-theano train|generate|evaluate|fill-blank|train-classifier|classify|
-train-mt|translate`` (and ``scripts/``).
+train-mt|translate|train-asr|transcribe`` (and ``scripts/``).
 
 Each ``*_main`` returns an exit status. A ``UserError`` anywhere becomes one line on stderr
 and status 2 (a ``SettingError`` under its flag's name); nothing is written before the inputs
@@ -31,9 +31,9 @@ import numpy as np
 from . import backends
 from .atomic import write_json
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import (BLANK, ClassifyConfig, ClassifyTextConfig, EvaluateConfig,
+from .config import (BLANK, AsrConfig, ClassifyConfig, ClassifyTextConfig, EvaluateConfig,
                      FillBlankConfig, GenerateConfig, MTConfig, RunConfig, TrainConfig,
-                     TranslateConfig)
+                     TranscribeConfig, TranslateConfig)
 from .data import corpus
 from .data.parallel import read_lines, split_lines
 from .data.splits import Splits, load_splits
@@ -41,7 +41,7 @@ from .data.tokenize import tokenize_words
 from .errors import ArgumentParser, SettingError, UserError, user_errors
 from .interrupt import StopFlag
 from .sampling import detokenize, generate_sentence, sentence_markers
-from .tasks import classify, lm, mt
+from .tasks import asr, classify, lm, mt
 from .tasks.engine import continue_from
 from .tasks.lm_engine import LMEngine
 from .metrics import Score
@@ -54,16 +54,19 @@ COMMANDS = {"train": "train a language model (the tutorial's RNN, or the engine:
             "train-classifier": "train a sentence classifier (the many-to-one RNN)",
             "classify": "classify sentences with a trained classifier",
             "train-mt": "train a translation model (attention encoder-decoder)",
-            "translate": "translate sentences with a trained translation model"}
+            "translate": "translate sentences with a trained translation model",
+            "train-asr": "train a speech recogniser (deep bidirectional RNN, CTC)",
+            "transcribe": "transcribe WAV files with a trained speech recogniser"}
 
 
 def _add_flags(parser: argparse.ArgumentParser, kind: type, given_only: bool) -> None:
     """One flag per field of ``kind``; with ``given_only``, absent flags stay out of the result."""
     for f in dataclasses.fields(kind):
         meta, name = f.metadata, "--" + f.name.replace("_", "-")
-        if f.name in ("text", "file"):  # the one positional argument of fill-blank, classify
-            parser.add_argument(f.name, help=meta["help"], nargs=None if f.name == "text"
-                                else "?", default=f.default)
+        if f.name in ("text", "file", "files"):  # positional: fill-blank, classify, transcribe
+            nargs = {"text": None, "file": "?", "files": "+"}[f.name]
+            parser.add_argument(f.name, help=meta["help"], nargs=nargs, default=f.default,
+                                metavar=meta["metavar"])
             continue
         default = argparse.SUPPRESS if given_only else f.default
         if f.type in (bool, "bool"):
@@ -153,7 +156,7 @@ def train_config(argv: list[str] | None, kind: type[RunConfig] = TrainConfig,
 # monitor and how its validation set is decoded): the best score must stay comparable.
 KEPT_TRAIN_SETTINGS = {"seed", "monitor", "valid_beam", "length_penalty"}
 FREE_ON_RESUME = {"model": {"mode", "impl", "float32"},
-                  "data": {"batch_size", "bptt_len", "data_dir"}}
+                  "data": {"batch_size", "bptt_len", "data_dir", "feature_cache"}}
 
 
 def _resumed_values(section: str, saved: Any, given: dict[str, Any],
@@ -284,15 +287,20 @@ def _final_scores(task: Any, options: TrainerOptions, state: dict, saved: str,
             if options.keep_best else history[-1])
     print(f"held-out {_measure(_row_score(kept, 'valid'))} (epoch {kept['epoch']}; {saved}")
     extra = {"best_valid_ppl": kept["valid_ppl"]} | {
-        f"best_{name}": kept[name] for name in ("valid_accuracy", "valid_bleu") if name in kept}
+        f"best_{name}": kept[name] for name in ("valid_accuracy", "valid_bleu",
+                                                "valid_error_rate") if name in kept}
     if task.has_test and not state.get("interrupted"):
         score = task.evaluate("test")
-        print(f"test {_measure(score)} over {score.n_tokens:,.0f} "
-              + ("sentences" if score.accuracy is not None else "tokens"))
+        print(f"test {_measure(score)} over {score.n_tokens:,.0f} {task.unit}"
+              if score.error_rate is not None else f"test {_measure(score)} over "
+              f"{score.n_tokens:,.0f} " + ("sentences" if score.accuracy is not None
+                                           else "tokens"))
         scores = {"test_loss": score.loss, "test_ppl": score.perplexity}
-        if score.accuracy is not None:
+        if score.confusion is not None:
             scores |= {"test_accuracy": score.accuracy, "test_macro_f1": score.macro_f1,
                        "test_confusion": score.confusion.tolist()}
+        if score.error_rate is not None:
+            scores |= {"test_error_rate": score.error_rate, "test_accuracy": score.accuracy}
         if test_extra:
             scores |= test_extra()
         save(state | scores)
@@ -303,10 +311,14 @@ def _final_scores(task: Any, options: TrainerOptions, state: dict, saved: str,
 def _row_score(row: dict, split: str) -> Score:
     """A history row's scores of ``split`` as a ``Score`` over one unit."""
     accuracy = row.get(f"{split}_accuracy")
-    return Score(row[f"{split}_loss"], 1.0, accuracy, bleu=row.get(f"{split}_bleu"))
+    return Score(row[f"{split}_loss"], 1.0, accuracy, bleu=row.get(f"{split}_bleu"),
+                 error_rate=row.get(f"{split}_error_rate"))
 
 
 def _measure(score: Score) -> str:
+    if score.error_rate is not None:
+        return (f"digit error rate {100 * score.error_rate:.2f}%, exact transcripts "
+                f"{100 * score.accuracy:.2f}%")
     if score.bleu is not None:
         return f"perplexity {score.perplexity:.2f}, BLEU {score.bleu:.2f}"
     if score.macro_f1 is not None:
@@ -482,14 +494,20 @@ def classify_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _prepared(config: RunConfig, resumed: Checkpoint | None, module: Any) -> tuple[Any, Any]:
+    """A task module's data and task (translation, speech), after checking what would stop
+    the run later: its outputs, then its network, before any data is read."""
+    _check_outputs(config)
+    module.check_model(config)
+    data = module.load_data(config)
+    backends.limit_blas_threads(config.train.blas_threads)
+    return data, module.make_task(config, data, resumed)
+
+
 @user_errors
 def train_mt_main(argv: list[str] | None = None) -> int:
     config, resumed = train_config(argv, MTConfig, "train-mt")
-    _check_outputs(config)
-    mt.check_model(config)
-    data = mt.load_data(config)
-    backends.limit_blas_threads(config.train.blas_threads)
-    task = mt.make_task(config, data, resumed)
+    data, task = _prepared(config, resumed, mt)
     train_pairs, kept = len(data.train[0]), len(task.batches["train"].src)
     print(f"data: {data.source}\n  {train_pairs:,} training pairs ({kept:,} kept: both sides "
           f"1 to {config.data.max_length} subwords), {len(data.valid[0]):,} validation"
@@ -550,9 +568,78 @@ def translate_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@user_errors
+def train_asr_main(argv: list[str] | None = None) -> int:
+    config, resumed = train_config(argv, AsrConfig, "train-asr")
+    data, task = _prepared(config, resumed, asr)
+    d, n_held = config.data, {k: len(v) for k, v in data.held_out.items()}
+    print(f"data: {data.source}\n  {len(data.clips['train']):,} training recordings and "
+          f"{d.strings_per_epoch:,} fresh strings of 2 to {d.max_digits} digits per epoch; "
+          f"validation {n_held['valid']:,} and test {n_held['test']:,} utterances (every "
+          f"recording of the split, and {d.eval_strings} strings of each length 3 to "
+          f"{d.max_digits})\nmodel: {asr.describe(task.engine, config)}, "
+          f"{task.engine.n_params():,} parameters\n"
+          "loss = CTC cost per utterance in nats; error rate = digit error rate (edit "
+          "distance over digit words), greedy decoding")
+    run_log = {"parameters": task.engine.n_params(),
+               "train_recordings": len(data.clips["train"]), "held_out": n_held}
+    return run_trainer(config, task, asr.trainer_options(config), resumed, run_log,
+                       "best by validation digit error rate", lambda: _test_asr(config, task))
+
+
+def _test_asr(config: AsrConfig, task: asr.AsrTask) -> dict[str, Any]:
+    """The kept model's test transcriptions, greedy and with ``--beam``, by kind."""
+    results = {}
+    for beam in sorted({1, config.train.beam}):
+        r = asr.test_report(task, beam)
+        lengths = [k.split("_")[0] for k in r if k.endswith("_digits_error_rate")]
+        print(f"test, {'greedy' if beam == 1 else f'beam {beam}'}: isolated digits "
+              f"{100 * r['isolated_accuracy']:.2f}% correct; strings: digit error rate "
+              f"{100 * r['strings_error_rate']:.2f}%, "
+              f"{100 * r['strings_accuracy']:.2f}% exact (by length: " + ", ".join(
+                  f"{n}: {100 * r[f'{n}_digits_error_rate']:.2f}%" for n in lengths) + ")")
+        results[f"test_beam{beam}"] = r
+    return results
+
+
+@user_errors
+def transcribe_main(argv: list[str] | None = None) -> int:
+    config = _parse(TranscribeConfig, argv, "transcribe")
+    paths = []
+    for name in config.files:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".wav")
+            if not found:
+                raise UserError(f"{path} holds no .wav file: give WAV files or a folder of "
+                                "them")
+            paths += found
+        elif path.exists():
+            paths.append(path)
+        else:
+            raise UserError(f"{path} not found: give WAV files or a folder of them")
+    transcriber = asr.Transcriber(load_checkpoint(config.model, AsrConfig.task))
+    failed = 0
+    for path in paths:
+        try:
+            text = transcriber.transcribe(path, config.beam)
+        except UserError as error:  # one bad file: said, and the others still transcribed
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{path}\t{text}", flush=True)
+    if config.plot:
+        frames, log_probs = transcriber.posteriors(paths[0])
+        asr.plot_posteriors(frames, log_probs, transcriber.engine.config.stride,
+                            f"{paths[0].name}: {transcriber.transcribe(paths[0], config.beam)}",
+                            config.plot)
+    return 1 if failed else 0
+
+
 MAINS = {"train": train_main, "generate": generate_main, "evaluate": evaluate_main,
          "fill-blank": fill_blank_main, "train-classifier": train_classifier_main,
-         "classify": classify_main, "train-mt": train_mt_main, "translate": translate_main}
+         "classify": classify_main, "train-mt": train_mt_main, "translate": translate_main,
+         "train-asr": train_asr_main, "transcribe": transcribe_main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from .data.labelled import FORMATS as LABELLED_FORMATS
 from .data.parallel import SUBWORD_MODELS
 from .errors import SettingError, UserError
 from .nn.optimizers import OPTIMIZERS
+from .tasks.asr_graph import ASR_CELLS
 from .tasks.mt_graph import ATTENTIONS, INIT_STATES
 from .tutorial.numpy_rnn import ACTIVATIONS, TRUNCATIONS
 
@@ -108,9 +109,18 @@ def _not_negative(settings: Any, *names: str) -> None:
 
 
 class Backend:
-    """What every model section does with its ``mode`` setting, the PyTensor backend."""
+    """What every engine model section does with its ``mode`` setting, the PyTensor backend."""
+
+    is_tutorial: ClassVar[bool] = False
+    family: ClassVar[str] = "engine"
 
     mode: str
+
+    @property
+    def arch(self) -> str:
+        """The model's name in messages: its ``cell`` (translation, speech; the language model
+        and the classifier have an ``arch`` setting instead)."""
+        return self.cell  # type: ignore[attr-defined]
 
     def check_backend(self) -> None:
         """Refuse ``--mode JAX`` where jax is not installed: checked before training, never
@@ -433,9 +443,6 @@ class ClassifierSettings(Backend):
         if not 0.0 <= self.dropout < 1.0:
             raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
 
-    is_tutorial: ClassVar[bool] = False
-    family: ClassVar[str] = "engine"
-
     @property
     def lowercase(self) -> bool:
         return not self.keep_case
@@ -443,16 +450,23 @@ class ClassifierSettings(Backend):
 
 
 @dataclass(frozen=True)
-class ClassifierTrainSettings(TrainSettings):
-    """``TrainSettings`` with a classifier's defaults: Adam, early stopping on dev accuracy."""
+class AdamTrainSettings(TrainSettings):
+    """``TrainSettings`` with the defaults of the models beyond the language model: Adam at a
+    constant rate, the gradient clipped."""
 
     optimizer: str = flag("adam", "update rule", OPTIMIZER_NAMES)
-    epochs: int = flag(10, "passes over the training data", metavar="N")
-    patience: int = flag(3, "stop after N epochs without a better dev accuracy (0: off)",
-                         metavar="N")
     clip_norm: float = flag(5.0, "clip the gradient to this global norm (0: off)", metavar="C")
     lr_decay: float = flag(1.0, "multiply the learning rate by F each epoch after "
                            "--decay-after (1: a constant rate)", metavar="F")
+
+
+@dataclass(frozen=True)
+class ClassifierTrainSettings(AdamTrainSettings):
+    """``TrainSettings`` with a classifier's defaults: Adam, early stopping on dev accuracy."""
+
+    epochs: int = flag(10, "passes over the training data", metavar="N")
+    patience: int = flag(3, "stop after N epochs without a better dev accuracy (0: off)",
+                         metavar="N")
     class_weights: bool = flag(False, "weight each class's loss by the inverse of its training "
                                "frequency")
     model_out: str = flag("checkpoints/classifier.npz", "checkpoint to write", metavar="PATH")
@@ -566,27 +580,16 @@ class MTModelSettings(Backend):
         if not 0.0 <= self.dropout < 1.0:
             raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
 
-    is_tutorial: ClassVar[bool] = False
-    family: ClassVar[str] = "engine"
-
-    @property
-    def arch(self) -> str:
-        return self.cell
-
-
 
 @dataclass(frozen=True)
-class MTTrainSettings(TrainSettings):
+class MTTrainSettings(AdamTrainSettings):
     """``TrainSettings`` with a translation model's defaults: Adam, clipping, early stopping
     on the validation BLEU, and how validation and test sentences are decoded."""
 
-    optimizer: str = flag("adam", "update rule", OPTIMIZER_NAMES)
     epochs: int = flag(10, "passes over the training data", metavar="N")
     patience: int = flag(3, "stop after N epochs without a better --monitor (0: off)",
                          metavar="N")
     clip_norm: float = flag(1.0, "clip the gradient to this global norm (0: off)", metavar="C")
-    lr_decay: float = flag(1.0, "multiply the learning rate by F each epoch after "
-                           "--decay-after (1: a constant rate)", metavar="F")
     monitor: str = flag("bleu", "what picks the best epoch: validation BLEU (greedy, or "
                         "--valid-beam) or validation loss", MONITORS)
     valid_beam: int = flag(1, "beam size of the validation translations (1: greedy)",
@@ -613,7 +616,146 @@ class MTConfig(RunConfig):
     task: ClassVar[str] = "mt"
 
 
-RUN_CONFIGS: dict[str, type] = {c.task: c for c in (TrainConfig, ClassifyConfig, MTConfig)}
+# --- speech recognition ----------------------------------------------------------------------
+
+SPEECH_DATASETS = ("fsdd",)
+NORMALISATIONS = ("utterance", "dataset")
+
+@dataclass(frozen=True)
+class AsrDataSettings:
+    """The recordings a recogniser is trained and tested on, and the digit strings and
+    augmentation made from them."""
+
+    dataset: str = flag("fsdd", "named dataset of recordings (downloaded into --data-dir when "
+                        "absent)", SPEECH_DATASETS)
+    data_dir: str | None = flag(None, "where named datasets live (default: $RNN_THEANO_DATA or "
+                                "./data)", metavar="DIR")
+    feature_cache: str | None = flag(None, "where each recording's features are kept "
+                                     "(default: features/ beside the recordings; a read-only "
+                                     "place computes them every time)", metavar="DIR")
+    test_speaker: str | None = flag(None, "speaker-independent split: test on every recording "
+                                    "of this speaker, train on the others (default: the "
+                                    "official split, repetitions 0-4 are the test set)",
+                                    metavar="NAME")
+    strings_per_epoch: int = flag(3000, "digit strings of 2 to --max-digits digits made afresh "
+                                  "each epoch, besides every isolated training recording",
+                                  metavar="N")
+    max_digits: int = flag(7, "the longest digit string", metavar="N")
+    eval_strings: int = flag(100, "validation and test strings of each length from 3 to "
+                             "--max-digits", metavar="N")
+    gap_min_ms: float = flag(50.0, "shortest pause before, between and after the digits of a "
+                             "string", metavar="MS")
+    gap_max_ms: float = flag(300.0, "longest pause", metavar="MS")
+    noise: float = flag(0.01, "noise in the pauses, relative to the string's RMS level",
+                        metavar="A")
+    speed: float = flag(0.0, "speed perturbation of training audio: each recording resampled "
+                        "by a factor in [1-S, 1+S] (0: off)", metavar="S")
+    time_masks: int = flag(0, "SpecAugment: training frames masked in N blocks per utterance",
+                           metavar="N")
+    time_mask_frames: int = flag(10, "longest time mask", metavar="F")
+    freq_masks: int = flag(0, "SpecAugment: mel bands masked in N blocks per utterance",
+                           metavar="N")
+    freq_mask_bands: int = flag(8, "widest frequency mask", metavar="M")
+    batch_size: int = flag(32, "utterances per step", metavar="B")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _positive(self, "max_digits", "eval_strings", "batch_size", "gap_max_ms",
+                  "time_mask_frames", "freq_mask_bands")
+        _not_negative(self, "strings_per_epoch", "gap_min_ms", "noise", "time_masks",
+                      "freq_masks")
+        if self.max_digits < 3:
+            raise SettingError("max_digits", f"must be at least 3 (test strings have 3 or "
+                               f"more digits), got {self.max_digits}")
+        if self.gap_min_ms > self.gap_max_ms:
+            raise SettingError("gap_min_ms", f"{self.gap_min_ms} is more than {{others}} "
+                               f"{self.gap_max_ms}", ("gap_max_ms",))
+        if not 0.0 <= self.speed < 0.5:
+            raise SettingError("speed", f"must be in [0, 0.5), got {self.speed}")
+
+    def inputs(self) -> dict[str, str | None]:
+        return {}
+
+
+@dataclass(frozen=True)
+class AsrModelSettings(Backend):
+    """The recogniser and the features it hears: what a checkpoint rebuilds it from."""
+
+    cell: str = flag("gru", "recurrent cell of every layer", ASR_CELLS)
+    sample_rate: int = flag(8000, "audio is resampled to this rate (Hz)", metavar="HZ")
+    n_mels: int = flag(40, "log-mel filterbank bands per 25 ms frame, every 10 ms",
+                       metavar="N")
+    deltas: bool = flag(False, "add each band's first and second differences over time")
+    normalise: str = flag("utterance", "scale each feature to zero mean and unit variance "
+                          "over each utterance, or with the training set's statistics",
+                          NORMALISATIONS)
+    proj_dim: int = flag(128, "input projection size", metavar="P")
+    hidden_dim: int = flag(128, "state size of each direction", metavar="H")
+    layers: int = flag(2, "stacked bidirectional layers", metavar="N")
+    subsample: int = flag(1, "halve the frame rate this many times, between the first layers",
+                          metavar="N")
+    dropout: float = flag(0.1, "dropout between layers and before the output layer",
+                          metavar="P")
+    mode: str = flag("AUTO", "PyTensor backend (AUTO: JAX when jax is installed, else NUMBA)",
+                     MODES)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _positive(self, "sample_rate", "n_mels", "proj_dim", "hidden_dim", "layers")
+        _not_negative(self, "subsample")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class AsrTrainSettings(AdamTrainSettings):
+    """``TrainSettings`` with a recogniser's defaults: Adam, clipping, early stopping on the
+    validation digit error rate, and the beam of the final test transcriptions."""
+
+    epochs: int = flag(20, "passes over the training data", metavar="N")
+    patience: int = flag(5, "stop after N epochs without a lower validation digit error "
+                         "rate (0: off)", metavar="N")
+    beam: int = flag(8, "prefix beam size of the final test transcriptions (greedy is "
+                     "reported too)", metavar="K")
+    model_out: str = flag("checkpoints/recogniser.npz", "checkpoint to write", metavar="PATH")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive(self, "beam")
+
+
+@dataclass(frozen=True)
+class AsrConfig(RunConfig):
+    """Everything ``rnn-theano train-asr`` can be told, by section."""
+
+    data: AsrDataSettings = field(default_factory=AsrDataSettings)
+    model: AsrModelSettings = field(default_factory=AsrModelSettings)
+    train: AsrTrainSettings = field(default_factory=AsrTrainSettings)
+    task: ClassVar[str] = "asr"
+
+
+@dataclass(frozen=True)
+class TranscribeConfig:
+    """Everything ``rnn-theano transcribe`` can be told."""
+
+    files: tuple[str, ...] = flag((), "WAV files to transcribe; a folder: every .wav in it",
+                                  metavar="FILE")
+    model: str = flag("checkpoints/recogniser.npz", "checkpoint written by train-asr",
+                      metavar="PATH")
+    beam: int = flag(1, "prefix beam size (1: greedy, the best path)", metavar="K")
+    plot: str | None = flag(None, "draw the first file's features and the network's label "
+                            "posteriors per frame (CTC's spikes) into this PNG file (needs "
+                            "matplotlib)", metavar="FILE")
+
+    def __post_init__(self) -> None:
+        _positive(self, "beam")
+        if not self.files:
+            raise SettingError("files", "are required: the WAV files (or folders) to "
+                               "transcribe")
+
+
+RUN_CONFIGS: dict[str, type] = {c.task: c for c in (TrainConfig, ClassifyConfig, MTConfig,
+                                                   AsrConfig)}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Metrics: cross-entropy and perplexity (every model), accuracy and macro F1 (classifiers),
-BLEU (translation: computed by sacreBLEU in ``tasks.mt``, carried here), and the unigram
+BLEU (translation: computed by sacreBLEU in ``tasks.mt``, carried here), the digit error rate
+of a recogniser (``tasks.asr``: edit operations per reference word), and the unigram
 baseline of a language model.
 
 Losses are mean cross-entropy per predicted token in nats: every target counts
@@ -34,6 +35,7 @@ class Score:
     correct: float | None = None
     confusion: np.ndarray | None = None  # (K, K) counts: row the label, column the prediction
     bleu: float | None = None  # a translation model's BLEU on the split, when it was decoded
+    error_rate: float | None = None  # a recogniser's digit (word) error rate on the split
 
     @property
     def accuracy(self) -> float | None:

@@ -97,7 +97,8 @@ class Schedule:
 @dataclass(frozen=True)
 class TrainerOptions:
     """``keep_best``: the checkpoint holds the best model by the held-out ``monitor`` (``loss``;
-    for a classifier, ``accuracy``; for a translation model, ``bleu``), else the last one evaluated, as the tutorial saves
+    for a classifier, ``accuracy``; for a translation model, ``bleu``; for a recogniser,
+    ``error_rate``), else the last one evaluated, as the tutorial saves
     it; ``eval_every``: epochs between evaluations."""
 
     epochs: int
@@ -113,6 +114,8 @@ class TrainerOptions:
         """What the best model minimises."""
         if self.monitor == "bleu":
             return -score.bleu
+        if self.monitor == "error_rate":
+            return score.error_rate
         return -score.accuracy if self.monitor == "accuracy" else score.loss
 
 
@@ -238,6 +241,8 @@ def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
             row[f"{split}_macro_f1"] = score.macro_f1
         if score.bleu is not None:
             row[f"{split}_bleu"] = score.bleu
+        if score.error_rate is not None:
+            row[f"{split}_error_rate"] = score.error_rate
     row.update(tokens_per_second=tps, seconds=time.perf_counter() - run.started)
     run.history.append(row)
     run.last = options.criterion(scores["valid"])
@@ -255,6 +260,8 @@ def _describe(row: dict, unit: str) -> str:
         return f"perplexity {row[f'{split}_ppl']:8.2f}"
     tps = row["tokens_per_second"]
     bleu = f"  BLEU {row['valid_bleu']:.2f}" if "valid_bleu" in row else ""
+    if "valid_error_rate" in row:
+        bleu = f"  error rate {100 * row['valid_error_rate']:.2f}%"
     return (f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  held-out loss "
             f"{row['valid_loss']:.4f}  {measure('valid')}{bleu}"
             + (f"  test {measure('test').split(' ', 1)[1]}" if "test_loss" in row else "")

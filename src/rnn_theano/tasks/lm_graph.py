@@ -193,6 +193,13 @@ def init_encoder(config: Any, rng: np.random.Generator, embed_init: float = _EMB
     return params
 
 
+def init_output(rng: np.random.Generator, n_in: int, n_out: int) -> dict[str, np.ndarray]:
+    """A softmax layer's fresh ``out_W`` (n_in, n_out), Uniform(+-1/sqrt(n_in)), and zero
+    ``out_b`` (n_out,), in float64 (the classifier's and the recogniser's)."""
+    scale = 1.0 / np.sqrt(n_in)
+    return {"out_W": rng.uniform(-scale, scale, (n_in, n_out)), "out_b": np.zeros(n_out)}
+
+
 def check_lm_params(config: LMConfig, params: dict[str, np.ndarray]) -> None:
     """Refuse parameters (e.g. from a checkpoint) whose names or shapes do not fit ``config``."""
     check_param_shapes(init_lm_params(config), params)

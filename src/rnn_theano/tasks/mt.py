@@ -28,6 +28,7 @@ from ..data.parallel import PairBatches, Subwords, pair_batch, read_parallel, so
 from ..data.vocab import Vocabulary
 from ..errors import UserError
 from ..metrics import Score
+from ..plotting import pyplot, save_png
 from ..train import Step, TrainerOptions
 from .decode import Hypothesis, beam_search, greedy
 from .engine import (EngineTask, continue_from, engine_settings, loadable_settings,
@@ -301,12 +302,7 @@ def bleu_report(hypotheses: Sequence[str], references: Sequence[str]) -> dict[st
 
 def plot_attention(alpha: np.ndarray, source: list[str], target: list[str], path: str) -> None:
     """Save ``alpha`` (target, source) as a heat map, the pieces on both axes."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("--show-attention needs matplotlib: pip install -e '.[plot]'") from None
+    plt = pyplot("--show-attention")
     fig, ax = plt.subplots(figsize=(1 + 0.45 * len(source), 1 + 0.4 * len(target)))
     ax.imshow(alpha, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(source)), source, rotation=90)
@@ -314,6 +310,4 @@ def plot_attention(alpha: np.ndarray, source: list[str], target: list[str], path
     ax.set_xlabel("source")
     ax.set_ylabel("translation")
     fig.tight_layout()
-    from ..atomic import atomic_write
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
+    save_png(fig, path)

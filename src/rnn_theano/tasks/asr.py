@@ -1,0 +1,393 @@
+"""Speech recognition: spoken digit strings to text, as the trainer and the commands see it.
+
+The tutorial's third application. A deep bidirectional recurrent network (``asr_graph``)
+reads log-mel frames and is trained end to end with CTC (``nn.ctc``), on the Free Spoken
+Digit Dataset's isolated recordings and on digit strings made from them (``data.speech``);
+each epoch's strings are drawn afresh, with the perturbations of ``--speed`` and
+SpecAugment's masks, so no two epochs hear the same audio.
+
+Scores (``evaluate``): the CTC cost per utterance, the share of utterances transcribed
+exactly (``accuracy``: for an isolated digit, the isolated-digit accuracy) and the digit error
+rate (``error_rate``): the edit distance between the transcript's digit words and the
+reference's, summed over the utterances and divided by the reference words (jiwer's WER over
+digit words). The best epoch is the one with the lowest validation digit error rate, decoded
+greedily; the test set is transcribed once at the end, greedily and with ``--beam``, and
+reported separately for the isolated recordings and for the strings of each length.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import Checkpoint
+from ..config import AsrConfig
+from ..data.audio import AudioReader, FeatureCache, Features
+from ..data.datasets import recordings_dir
+from ..data.batching import round_up
+from ..data.speech import (DIGITS, Clip, DigitStrings, Utterance, UtteranceBatches, bucket,
+                           fsdd_clips, split_clips)
+from ..data.vocab import Vocabulary
+from ..errors import UserError
+from ..metrics import Score
+from ..plotting import pyplot, save_png
+from ..train import Step, TrainerOptions
+from .asr_decode import greedy, prefix_beam_search
+from .asr_engine import AsrEngine
+from .asr_graph import RecogniserConfig
+from .engine import EngineTask, continue_from, engine_settings, monitored_options
+
+# The model's outputs: the blank, then one label per digit word.
+LABELS = Vocabulary(("<blank>", *DIGITS))
+STATS_BLOB = "feature_stats.npy"
+# Under JAX each batch shape compiles once: frames are padded to one of a few lengths.
+_JAX_FRAMES = 32
+
+
+def graph_config(config: AsrConfig) -> RecogniserConfig:
+    """The network's graph settings: the model's own, with the features' size."""
+    m = config.model
+    return RecogniserConfig(cell=m.cell, n_features=features_of(config).dim,
+                            proj_dim=m.proj_dim, hidden_dim=m.hidden_dim, layers=m.layers,
+                            subsample=m.subsample, n_outputs=len(LABELS), dropout=m.dropout,
+                            seed=config.train.seed)
+
+
+def check_model(config: AsrConfig) -> None:
+    """Refuse an impossible network before any data is read."""
+    graph_config(config)
+
+
+def features_of(config: AsrConfig) -> Features:
+    m = config.model
+    return Features(sample_rate=m.sample_rate, n_mels=m.n_mels, deltas=m.deltas)
+
+
+def strings_of(config: AsrConfig, train: bool) -> DigitStrings:
+    """How strings are made: training ones perturbed with ``--speed``, the others not."""
+    d = config.data
+    return DigitStrings(config.model.sample_rate, (d.gap_min_ms, d.gap_max_ms), d.noise,
+                        d.speed if train else 0.0)
+
+
+def build_engine(config: AsrConfig, params: dict[str, np.ndarray] | None = None) -> AsrEngine:
+    return AsrEngine(graph_config(config), params, **engine_settings(config))
+
+
+def describe(engine: AsrEngine, config: AsrConfig) -> str:
+    c, m = engine.config, config.model
+    stride = f", frame rate / {c.stride}" if c.stride > 1 else ""
+    return (f"{c.layers}-layer bidirectional {c.cell.upper()} {c.hidden_dim} per direction"
+            f"{stride}, {m.n_mels} log-mel bands{' + deltas' if m.deltas else ''}, "
+            f"{m.normalise} normalisation (under {engine.mode})")
+
+
+def trainer_options(config: AsrConfig) -> TrainerOptions:
+    return monitored_options(config, "error_rate")
+
+
+# --- data -------------------------------------------------------------------------------------
+
+@dataclass
+class SpeechData:
+    """The recordings of each split, their audio in memory, and the held-out utterances
+    (each isolated recording, then strings of 3 to ``max_digits`` digits)."""
+
+    clips: dict[str, list[Clip]]
+    audio: dict[Path, np.ndarray]
+    held_out: dict[str, list[Utterance]]
+    source: str
+
+
+def load_data(config: AsrConfig) -> SpeechData:
+    """The dataset's recordings (downloaded when absent), split, read, and the fixed
+    validation and test strings drawn (seeded by ``--seed``)."""
+    d = config.data
+    folder = recordings_dir(d.dataset, Path(d.data_dir) if d.data_dir else None)
+    clips = split_clips(fsdd_clips(folder), d.test_speaker)
+    reader = AudioReader(config.model.sample_rate)
+    audio = {c.path: reader(c.path) for part in clips.values() for c in part}
+    held_out = {}
+    for i, split in enumerate(("valid", "test")):
+        rng = np.random.default_rng([config.train.seed, 7, i])
+        lengths = [n for n in range(3, d.max_digits + 1) for _ in range(d.eval_strings)]
+        held_out[split] = ([Utterance(c.path.stem, audio[c.path], (c.digit,))
+                            for c in clips[split]]
+                           + strings_of(config, False).make(clips[split], audio, lengths, rng))
+    split = (f"speaker-independent: test speaker {d.test_speaker}" if d.test_speaker
+             else "official split: repetitions 0-4 test, 5-9 validation")
+    return SpeechData(clips, audio, held_out, f"{d.dataset} at {folder} ({split})")
+
+
+class Frontend:
+    """Samples to the normalised frames the model reads (the cache keeps the raw features
+    of each recording): per utterance, or with the training set's statistics."""
+
+    def __init__(self, config: AsrConfig, stats: np.ndarray | None = None,
+                 cache_dir: Path | None = None) -> None:
+        self.features, self.normalise = features_of(config), config.model.normalise
+        self.cache = FeatureCache(cache_dir, self.features, AudioReader(config.model.sample_rate))
+        self.stats = stats  # (2, F): mean and standard deviation
+
+    def fit(self, frames: Sequence[np.ndarray]) -> None:
+        """Take the normalising statistics from these (training) frames."""
+        joined = np.concatenate(frames)
+        self.stats = np.stack([joined.mean(axis=0), joined.std(axis=0) + 1e-5])
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        return self.normalised(self.features(samples))
+
+    def of_clip(self, path: Path) -> np.ndarray:
+        """A recording's normalised frames, its features from the cache."""
+        return self.normalised(self.cache(path))
+
+    def normalised(self, frames: np.ndarray) -> np.ndarray:
+        if self.normalise == "utterance":
+            return ((frames - frames.mean(axis=0)) / (frames.std(axis=0) + 1e-5)).astype(
+                np.float32)
+        return ((frames - self.stats[0]) / self.stats[1]).astype(np.float32)
+
+    def stats_blob(self) -> dict[str, bytes]:
+        if self.stats is None:
+            return {}
+        out = io.BytesIO()
+        np.save(out, self.stats)
+        return {STATS_BLOB: out.getvalue()}
+
+
+def spec_augment(frames: np.ndarray, rng: np.random.Generator, time_masks: int,
+                 time_width: int, freq_masks: int, freq_width: int) -> np.ndarray:
+    """A copy of normalised ``frames`` (T, F) with random blocks of frames and of bands set
+    to zero, their mean (Park et al. 2019, without time warping)."""
+    out = frames.copy()
+    T, F = out.shape
+    for size, count, width, axis in ((T, time_masks, time_width, 0),
+                                     (F, freq_masks, freq_width, 1)):
+        for _ in range(count):
+            w = int(rng.integers(0, min(width, size) + 1))
+            start = int(rng.integers(0, size - w + 1))
+            if axis == 0:
+                out[start:start + w] = 0.0
+            else:
+                out[:, start:start + w] = 0.0
+    return out
+
+
+# --- the trainer's view -------------------------------------------------------------------
+
+@dataclass
+class AsrTask(EngineTask):
+    """The recogniser, its data and how it hears it, as the trainer sees it
+    (``train.Trainable``)."""
+
+    engine: AsrEngine
+    config: AsrConfig
+    data: SpeechData
+    frontend: Frontend
+    vocab: Vocabulary = LABELS
+
+    def __post_init__(self) -> None:
+        self.n_train_tokens = len(self.data.clips["train"]) + self.config.data.strings_per_epoch
+        self.has_test, self.unit = True, "utterances"
+        self._frames = {c.path: self.frontend.of_clip(c.path) for part in
+                        self.data.clips.values() for c in part}
+        self._held_out = {split: self._encode(utts) for split, utts in
+                          self.data.held_out.items()}
+
+    def _encode(self, utterances: Sequence[Utterance]) -> list[np.ndarray]:
+        by_stem = {p.stem: p for p in self._frames}
+        return [self._frames[by_stem[u.name]] if u.name in by_stem else self.frontend(u.samples)
+                for u in utterances]
+
+    def batches(self, features: Sequence[np.ndarray], digits: Sequence[Sequence[int]],
+                seed: int = 0) -> UtteranceBatches:
+        e = self.engine
+        multiple = max(e.config.stride, _JAX_FRAMES if e.static_shapes else 1)
+        return UtteranceBatches(features, [[d + 1 for d in ds] for ds in digits],
+                                self.config.data.batch_size, seed=seed, pad_multiple=multiple,
+                                label_multiple=8 if e.static_shapes else 1,
+                                fill=e.static_shapes)
+
+    def training_utterances(self, epoch: int) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
+        """Epoch ``epoch``'s frames and digits: every training recording (perturbed when
+        ``--speed`` is on) and fresh strings, with SpecAugment's masks; a function of the
+        seed and the epoch."""
+        d, clips = self.config.data, self.data.clips["train"]
+        rng = np.random.default_rng([self.config.train.seed, 11, epoch])
+        strings = strings_of(self.config, train=True)
+        lengths = rng.integers(2, d.max_digits + 1, size=d.strings_per_epoch)
+        made = strings.make(clips, self.data.audio, lengths, rng)
+        frames = [self._frames[c.path] if d.speed == 0.0 else
+                  self.frontend(strings.perturb(self.data.audio[c.path], rng)) for c in clips]
+        frames += [self.frontend(u.samples) for u in made]
+        digits = [(c.digit,) for c in clips] + [u.digits for u in made]
+        if d.time_masks or d.freq_masks:
+            frames = [spec_augment(f, rng, d.time_masks, d.time_mask_frames, d.freq_masks,
+                                   d.freq_mask_bands) for f in frames]
+        return frames, digits
+
+    def train_steps(self, epoch: int) -> Iterator[Step]:
+        frames, digits = self.training_utterances(epoch)
+        for batch in self.batches(frames, digits, self.config.train.seed).epoch(epoch):
+            result = self.engine.train_step(batch)
+            yield Step(result.cost, result.n)
+
+    def evaluate(self, split: str) -> Score:
+        """CTC cost, exact transcripts and digit errors of ``split``'s utterances, greedy."""
+        return self.score(split, beam=1)[0]
+
+    def score(self, split: str, beam: int) -> tuple[Score, list[list[int]]]:
+        """``split``'s score with ``beam`` (1: greedy) and each utterance's digits."""
+        if split == "train":  # the training set changes every epoch: its running score
+            raise UserError("the training set is scored while it is trained on")
+        utterances = self.data.held_out[split]
+        cost, found = 0.0, [[] for _ in utterances]
+        for batch in self.batches(self._held_out[split], [u.digits for u in utterances]):
+            result = self.engine.eval_step(batch)
+            cost += result.cost
+            for b, i in enumerate(batch.rows):
+                if i >= 0:
+                    found[i] = decode(result.log_probs[:, b], result.out_mask[:, b], beam)
+        errors, words, exact = digit_errors([u.digits for u in utterances], found)
+        return Score(cost, len(utterances), exact, error_rate=errors / words), found
+
+    def blobs(self) -> dict[str, bytes]:
+        return self.frontend.stats_blob()
+
+
+def decode(log_probs: np.ndarray, out_mask: np.ndarray, beam: int) -> list[int]:
+    """One row's digits from its (T', K) log-posteriors and (T',) frame mask."""
+    frames = log_probs[out_mask > 0]
+    labels = greedy(frames) if beam == 1 else prefix_beam_search(frames, beam)
+    return [k - 1 for k in labels]
+
+
+def digit_errors(references: Sequence[Sequence[int]],
+                 hypotheses: Sequence[Sequence[int]]) -> tuple[int, int, int]:
+    """(edit operations, reference digits, exact transcripts) over the utterances: the
+    digit error rate's numerator and denominator, by jiwer's word alignment."""
+    import jiwer
+    refs = [" ".join(DIGITS[d] for d in r) for r in references]
+    hyps = [" ".join(DIGITS[d] for d in h) for h in hypotheses]
+    words = sum(len(r) for r in references)
+    exact = sum(r == h for r, h in zip(refs, hyps))
+    out = jiwer.process_words(refs, [h if h else "" for h in hyps]) if words else None
+    errors = 0 if out is None else out.substitutions + out.deletions + out.insertions
+    return errors, words, exact
+
+
+def test_report(task: AsrTask, beam: int) -> dict[str, float]:
+    """The test set transcribed with ``beam``: isolated-digit accuracy over the test
+    recordings; digit error rate and whole-string accuracy over the strings of each length,
+    and over all of them."""
+    score, found = task.score("test", beam)
+    utterances = task.data.held_out["test"]
+    n_isolated = len(task.data.clips["test"])
+    refs = [u.digits for u in utterances]
+    report = {"isolated_accuracy": sum(f == list(r) for f, r in zip(found[:n_isolated],
+                                                                  refs[:n_isolated]))
+              / n_isolated}
+    groups = {"strings": range(n_isolated, len(utterances))}
+    for n in sorted({len(r) for r in refs[n_isolated:]}):
+        groups[f"{n}_digits"] = [i for i in range(n_isolated, len(utterances))
+                                 if len(refs[i]) == n]
+    for name, rows in groups.items():
+        errors, words, exact = digit_errors([refs[i] for i in rows], [found[i] for i in rows])
+        report[f"{name}_error_rate"] = errors / words
+        report[f"{name}_accuracy"] = exact / len(rows)
+    return report | {"loss": score.loss}
+
+
+def make_task(config: AsrConfig, data: SpeechData, resumed: Checkpoint | None) -> AsrTask:
+    """The engine (fresh, or the resumed checkpoint's) and the frontend; with dataset
+    normalisation, its statistics from the training recordings (or the checkpoint's)."""
+    engine = build_engine(config, resumed.params if resumed else None)
+    if resumed:
+        continue_from(engine, resumed, config.train.optimizer)
+    d = config.data
+    cache = Path(d.feature_cache) if d.feature_cache else (
+        data.clips["train"][0].path.parent.parent / "features")
+    frontend = Frontend(config, _stats(resumed) if resumed else None, cache)
+    if config.model.normalise == "dataset" and frontend.stats is None:
+        frontend.fit([frontend.cache(c.path) for c in data.clips["train"]])
+    return AsrTask(engine, config, data, frontend)
+
+
+def _stats(ckpt: Checkpoint) -> np.ndarray | None:
+    blob = ckpt.blobs.get(STATS_BLOB)
+    return None if blob is None else np.load(io.BytesIO(blob))
+
+
+# --- transcribing -----------------------------------------------------------------------
+
+# A file may be this many times longer than the longest training utterance; past that the
+# network is asked for something it never learnt, and it is refused.
+_LONGEST = 3.0
+
+
+class Transcriber:
+    """Text of WAV files under a trained recogniser's checkpoint."""
+
+    def __init__(self, ckpt: Checkpoint) -> None:
+        from .engine import loadable_settings
+        config = loadable_settings(ckpt.settings)
+        self.engine = build_engine(config, ckpt.params)
+        self.frontend = Frontend(config, _stats(ckpt))
+        self.reader = AudioReader(config.model.sample_rate)
+        d = config.data
+        # The longest training utterance: max_digits recordings of at most ~1 s, and pauses.
+        self.limit_s = _LONGEST * d.max_digits * (1.0 + d.gap_max_ms / 1000)
+
+    def transcribe(self, path: Path, beam: int = 1) -> str:
+        """The digit words spoken in the WAV file ``path`` (silence: none)."""
+        frames, log_probs = self.posteriors(path)
+        return " ".join(DIGITS[d] for d in decode(log_probs, np.ones(len(log_probs)), beam))
+
+    def posteriors(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The file's normalised frames (T, F) and the network's (T', K) log-posteriors; a
+        silent file has no frame."""
+        samples = self.reader(path)
+        seconds = len(samples) / self.reader.sample_rate
+        if seconds > self.limit_s:
+            raise UserError(f"{path} is {seconds:.1f} s long: this model transcribes at most "
+                            f"{self.limit_s:.0f} s; cut the recording into shorter pieces")
+        if np.abs(samples).max() < 1e-4:  # silence: nothing to hear, nothing to normalise
+            return np.zeros((0, self.engine.config.n_features)), np.zeros((0, len(LABELS)))
+        frames = self.frontend(samples)
+        m = max(self.engine.config.stride, _JAX_FRAMES if self.engine.static_shapes else 1)
+        T = bucket(len(frames), m) if self.engine.static_shapes else round_up(len(frames), m)
+        x = np.zeros((T, 1, frames.shape[1]), np.float32)
+        mask = np.zeros((T, 1), np.float32)
+        x[:len(frames), 0], mask[:len(frames), 0] = frames, 1.0
+        log_probs, out_mask = self.engine.posteriors(x, mask)
+        return frames, log_probs[out_mask[:, 0] > 0, 0]
+
+
+def plot_posteriors(frames: np.ndarray, log_probs: np.ndarray, stride: int, title: str,
+                    path: str) -> None:
+    """The utterance's features over time, and under them each label's posterior per output
+    frame: CTC's spikes, blank everywhere else."""
+    plt = pyplot("--plot")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True,
+                                      gridspec_kw={"height_ratios": [1.2, 1]})
+    seconds = len(frames) / 100
+    top.imshow(frames.T, origin="lower", aspect="auto", cmap="magma",
+               extent=(0, seconds, 0, frames.shape[1]))
+    top.set_ylabel("mel band")
+    top.set_title(title)
+    times = (np.arange(len(log_probs)) + 0.5) * stride / 100
+    probs = np.exp(log_probs)
+    bottom.plot(times, probs[:, 0], color="0.7", lw=1, label="blank")
+    for k in range(1, probs.shape[1]):
+        if probs[:, k].max() > 0.1:
+            bottom.plot(times, probs[:, k], lw=1.5, label=LABELS.words[k])
+    bottom.set_ylim(0, 1.02)
+    bottom.set_xlabel("seconds")
+    bottom.set_ylabel("posterior")
+    bottom.legend(loc="upper right", fontsize=8, ncol=6)
+    fig.tight_layout()
+    save_png(fig, path)

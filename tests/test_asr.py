@@ -1,0 +1,247 @@
+"""Speech recognition end to end: the network against an independent numpy forward, its
+gradient against finite differences, a model that learns a few recordings by heart (under
+JAX, as ``--mode AUTO`` runs with jax), and the train-asr and transcribe commands with bad
+input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytensor
+import pytest
+import soundfile
+
+from lm_reference import _step
+from rnn_theano import backends
+from rnn_theano.checkpoint import load_checkpoint
+from rnn_theano.cli import main
+from rnn_theano.data.speech import UtteranceBatches
+from rnn_theano.tasks.asr_decode import greedy
+from rnn_theano.tasks.asr_engine import AsrEngine
+from rnn_theano.tasks.asr_graph import RecogniserConfig, build_asr, init_asr_params
+from rnn_theano.tasks.engine import shared_params
+
+pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
+
+
+# --- an independent forward pass ------------------------------------------------------------
+
+def reference_log_probs(cfg: RecogniserConfig, P: dict, x: np.ndarray) -> np.ndarray:
+    """(T', K) log-posteriors of one utterance's frames x (T, F), a loop per direction."""
+    h = np.maximum(0.0, x @ P["in_W"] + P["in_b"])
+    for i in range(cfg.layers):
+        if 0 < i <= cfg.subsample:
+            h = h.reshape(len(h) // 2, -1)  # frames 2t and 2t+1 side by side
+        sides = []
+        for prefix, frames in (("l", h), ("back", h[::-1])):
+            state, c, out = np.zeros(cfg.hidden_dim), np.zeros(cfg.hidden_dim), []
+            for v in frames:
+                state, c = _step(cfg.cell, P, f"{prefix}{i}", v, state, c)
+                out.append(state)
+            sides.append(np.array(out if prefix == "l" else out[::-1]))
+        h = np.concatenate(sides, axis=1)
+    logits = h @ P["out_W"] + P["out_b"]
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+
+def reference_ctc(log_probs: np.ndarray, labels: list[int]) -> float:
+    """-log p(labels) by the alpha recursion in probabilities, plain loops."""
+    ext = [0]
+    for l in labels:
+        ext += [l, 0]
+    y = np.exp(log_probs)
+    alpha = np.zeros(len(ext))
+    alpha[0], alpha[1:2] = y[0, 0], y[0, ext[1]] if len(ext) > 1 else []
+    for t in range(1, len(y)):
+        new = np.zeros_like(alpha)
+        for s in range(len(ext)):
+            total = alpha[s] + (alpha[s - 1] if s > 0 else 0.0)
+            if s > 1 and ext[s] != 0 and ext[s] != ext[s - 2]:
+                total += alpha[s - 2]
+            new[s] = total * y[t, ext[s]]
+        alpha = new
+    return -np.log(alpha[-1] + (alpha[-2] if len(ext) > 1 else 0.0))
+
+
+@pytest.mark.parametrize("cell, subsample", [("gru", 1), ("lstm", 0)])
+def test_the_network_and_its_cost_match_an_independent_forward(cell, subsample):
+    cfg = RecogniserConfig(cell=cell, n_features=5, proj_dim=6, hidden_dim=4, layers=2,
+                           subsample=subsample, n_outputs=4, float32=False, seed=3)
+    P = init_asr_params(cfg)
+    rng = np.random.default_rng(0)
+    P = {k: v + rng.normal(0, 0.1, v.shape) for k, v in P.items()}  # biases too
+    graph = build_asr(cfg, shared_params(P))
+    f = pytensor.function([graph.x, graph.mask, graph.labels, graph.label_mask],
+                          [graph.cost, graph.log_probs, graph.out_mask], mode="FAST_COMPILE")
+    lengths, labels = [8, 4, 6], [[1, 2, 2], [3], []]
+    feats = [rng.normal(size=(n, 5)) for n in lengths]
+    batch = UtteranceBatches(feats, labels, 3, pad_multiple=2)._batch(np.arange(3))
+    cost, log_probs, out_mask = f(*batch[:4])
+    for b, n in enumerate(lengths):
+        expected = reference_log_probs(cfg, P, feats[b])
+        assert out_mask[:, b].sum() == len(expected)
+        np.testing.assert_allclose(log_probs[:len(expected), b], expected, rtol=1e-8, atol=1e-10)
+        assert cost[b] == pytest.approx(reference_ctc(expected, labels[b]), rel=1e-8)
+
+
+def test_the_gradient_of_the_whole_network_matches_finite_differences():
+    cfg = RecogniserConfig(n_features=3, proj_dim=4, hidden_dim=3, layers=2, subsample=1,
+                           n_outputs=3, float32=False, seed=4)
+    params = shared_params(init_asr_params(cfg))
+    graph = build_asr(cfg, params)
+    cost = graph.cost.sum()
+    names = ["in_W", "l0_Wh", "back1_Wx", "out_b"]
+    grads = pytensor.grad(cost, [params[n] for n in names])
+    inputs = [graph.x, graph.mask, graph.labels, graph.label_mask]
+    f = pytensor.function(inputs, [cost, *grads], mode="FAST_COMPILE")
+    rng = np.random.default_rng(5)
+    batch = UtteranceBatches([rng.normal(size=(n, 3)) for n in (6, 4)], [[1, 2], [2]], 2,
+                             pad_multiple=2)._batch(np.arange(2))[:4]
+    _, *analytic = f(*batch)
+    for name, grad in zip(names, analytic):
+        value = params[name].get_value()
+        for _ in range(3):
+            i = tuple(rng.integers(s) for s in value.shape)
+            moved = []
+            for eps in (1e-6, -1e-6):
+                changed = value.copy()
+                changed[i] += eps
+                params[name].set_value(changed)
+                moved.append(f(*batch)[0])
+            params[name].set_value(value)
+            assert grad[i] == pytest.approx((moved[0] - moved[1]) / 2e-6, rel=1e-5, abs=1e-8)
+
+
+# --- learning, under JAX --------------------------------------------------------------------
+
+def test_a_few_recordings_are_learnt_to_exact_transcripts_under_jax(shared_data):
+    from rnn_theano.data.audio import AudioReader, Features
+    from rnn_theano.data.speech import DigitStrings, fsdd_clips
+    clips = [c for c in fsdd_clips(shared_data / "fsdd" / "recordings")
+             if c.speaker == "jackson" and c.index == 0][:6]
+    reader, features = AudioReader(8000), Features()
+    audio = {c.path: reader(c.path) for c in clips}
+    strings = DigitStrings().make(clips, audio, [3, 2], np.random.default_rng(0))
+    utterances = [(audio[c.path], [c.digit]) for c in clips] + [(u.samples, list(u.digits))
+                                                               for u in strings]
+    feats = []
+    for samples, _ in utterances:
+        f = features(samples)
+        feats.append((f - f.mean(0)) / (f.std(0) + 1e-5))
+    digits = [d for _, d in utterances]
+    cfg = RecogniserConfig(n_features=40, proj_dim=32, hidden_dim=32, layers=2, subsample=1)
+    engine = AsrEngine(cfg, mode=backends.prepare("JAX", fixed_shapes=True),
+                       optimizer="adam", learning_rate=0.01, clip_norm=5.0)
+    batches = UtteranceBatches(feats, [[d + 1 for d in ds] for ds in digits], 8,
+                               pad_multiple=32, label_multiple=8, fill=True)
+    for epoch in range(300):
+        for batch in batches.epoch(epoch):
+            engine.train_step(batch)
+    found = {}
+    for batch in batches:
+        result = engine.eval_step(batch)
+        for b, i in enumerate(batch.rows):
+            if i >= 0:
+                frames = result.log_probs[result.out_mask[:, b] > 0, b]
+                found[i] = [k - 1 for k in greedy(frames)]
+    assert [found[i] for i in range(len(digits))] == digits
+    assert len(engine._functions) == 2  # one shape for training, one for evaluation
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+TINY = ["--proj-dim", "16", "--hidden-dim", "16", "--strings-per-epoch", "40",
+        "--eval-strings", "2", "--max-digits", "4", "--epochs", "1", "--batch-size", "64",
+        "--beam", "3", "--mode", "JAX"]
+
+
+@pytest.fixture(scope="module")
+def recogniser(shared_data, tmp_path_factory) -> Path:
+    """A recogniser trained for one epoch from the command line (not a good one)."""
+    out = tmp_path_factory.mktemp("asr")
+    code = main(["train-asr", "--data-dir", str(shared_data), "--feature-cache",
+                 str(out / "cache"), "--model-out", str(out / "m.npz"), "--log-json",
+                 str(out / "log.json"), *TINY])
+    assert code == 0
+    return out / "m.npz"
+
+
+def test_train_asr_writes_a_checkpoint_and_a_log(recogniser, capsys):
+    log = json.loads(recogniser.with_name("log.json").read_text())
+    assert log["history"][-1]["valid_error_rate"] >= 0
+    report = log["test_beam3"]
+    assert 0 <= report["isolated_accuracy"] <= 1 and "4_digits_error_rate" in report
+    ckpt = load_checkpoint(recogniser)
+    assert ckpt.settings.task == "asr" and ckpt.vocab.words[1:4] == ("zero", "one", "two")
+    assert ckpt.settings.data.max_digits == 4  # the string generator's settings are saved
+
+
+def test_transcribe_prints_a_line_per_file(recogniser, shared_data, tmp_path, capsys):
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    recordings = shared_data / "fsdd" / "recordings"
+    for name in ("3_theo_0.wav", "7_lucas_1.wav"):
+        (folder / name).write_bytes((recordings / name).read_bytes())
+    (folder / "notes.txt").write_text("not audio")
+    assert main(["transcribe", "--model", str(recogniser), str(folder),
+                 str(recordings / "0_george_0.wav"), "--beam", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [
+        str(folder / "3_theo_0.wav"), str(folder / "7_lucas_1.wav"),
+        str(recordings / "0_george_0.wav")]
+    digits = "zero one two three four five six seven eight nine".split()
+    assert all(set(line.split("\t")[1].split()) <= set(digits) for line in lines)
+
+
+def write(path: Path, samples: np.ndarray, rate: int = 8000, subtype: str = "PCM_16") -> Path:
+    soundfile.write(path, samples, rate, subtype=subtype)
+    return path
+
+
+def test_transcribe_bad_files_each_get_one_line_and_the_others_go_on(recogniser, shared_data,
+                                                                      tmp_path, capsys):
+    good = shared_data / "fsdd" / "recordings" / "3_theo_0.wav"
+    text = tmp_path / "text.wav"
+    text.write_text("hello")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(good.read_bytes()[:1000])
+    empty = write(tmp_path / "empty.wav", np.zeros(0))
+    silent = write(tmp_path / "silent.wav", np.zeros(4000))
+    long = write(tmp_path / "long.wav", np.random.default_rng(0).normal(0, 0.1, 8000 * 200))
+    wide = write(tmp_path / "wide.wav", soundfile.read(good)[0], subtype="PCM_24")
+    code = main(["transcribe", "--model", str(recogniser), str(text), str(cut), str(empty),
+                 str(silent), str(long), str(wide)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [line.split("\t")[0] for line in out.splitlines()] == [str(silent), str(wide)]
+    assert out.splitlines()[0] == f"{silent}\t"
+    errors = err.strip().splitlines()
+    assert len(errors) == 4 and all(e.startswith("error: ") for e in errors)
+    for path, reason in ((text, "not an audio file"), (cut, "truncated"), (empty, "no audio"),
+                         (long, "200.0 s long")):
+        assert any(str(path) in e and reason in e for e in errors), reason
+
+
+def test_transcribe_refuses_a_language_model_and_missing_files(tmp_path, small_text, capsys):
+    lm = tmp_path / "lm.npz"
+    assert main(["train", "--data", str(small_text), "--epochs", "1", "--hidden-dim", "4",
+                 "--model-out", str(lm)]) == 0
+    capsys.readouterr()
+    assert main(["transcribe", "--model", str(lm), str(small_text)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert main(["transcribe", "--model", str(lm), str(tmp_path / "nothing.wav")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_train_asr_refuses_bad_settings_in_one_line(shared_data, tmp_path, capsys):
+    for flags, words in ((["--test-speaker", "nobody"], "nobody"),
+                         (["--max-digits", "2"], "--max-digits"),
+                         (["--subsample", "2", "--layers", "2"], "--subsample")):
+        code = main(["train-asr", "--data-dir", str(shared_data), "--model-out",
+                     str(tmp_path / "m.npz"), *flags])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.npz").exists()

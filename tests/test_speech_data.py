@@ -1,0 +1,198 @@
+"""Audio reading, features and their cache, FSDD's splits, digit strings and their batches."""
+
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from rnn_theano.data import datasets
+from rnn_theano.data.audio import AudioReader, FeatureCache, Features, resample
+from rnn_theano.data.speech import (DigitStrings, UtteranceBatches, bucket, fsdd_clips,
+                                    split_clips)
+from rnn_theano.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def recordings(shared_data: Path) -> Path:
+    return datasets.recordings_dir("fsdd", shared_data, download=False)
+
+
+def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+# --- reading audio ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_every_wav_encoding_reads_as_the_same_float_samples(tmp_path, subtype):
+    path = tmp_path / f"{subtype}.wav"
+    soundfile.write(path, tone(0.2, 8000), 8000, subtype=subtype)
+    samples = AudioReader(8000)(path)
+    assert samples.dtype == np.float32
+    np.testing.assert_allclose(samples, tone(0.2, 8000), atol=1e-4)
+
+
+def test_other_rates_are_resampled_and_stereo_mixed_down_each_said_once(tmp_path, capsys):
+    for i in range(2):
+        soundfile.write(tmp_path / f"s{i}.wav", tone(0.5, 16000, channels=2), 16000)
+    reader = AudioReader(8000)
+    a, b = reader(tmp_path / "s0.wav"), reader(tmp_path / "s1.wav")
+    assert len(a) == len(b) == 4000  # the same duration at the model's rate
+    err = capsys.readouterr().err
+    assert err.count("resampling") == 1 and err.count("mixing them down") == 1
+
+
+def test_resampling_keeps_the_duration():
+    for rate in (11025, 16000, 44100):
+        assert len(resample(np.zeros(rate * 2, np.float32), rate, 8000)) == 16000
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"hello, this is text", "not an audio file"),
+    (b"", "not an audio file"),
+])
+def test_what_is_not_wav_is_refused_by_name(tmp_path, content, problem):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=problem) as e:
+        AudioReader(8000)(path)
+    assert str(path) in str(e.value)
+
+
+def test_truncated_and_empty_files_are_refused(tmp_path, recordings):
+    whole = (recordings / "3_theo_7.wav").read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(UserError, match="truncated"):
+        AudioReader(8000)(cut)
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0), 8000)
+    with pytest.raises(UserError, match="no audio"):
+        AudioReader(8000)(empty)
+
+
+# --- features -------------------------------------------------------------------------------
+
+def test_features_are_log_mel_frames_every_10_ms(recordings):
+    samples = AudioReader(8000)(recordings / "3_theo_7.wav")
+    frames = Features()(samples)
+    assert frames.shape == (Features().frames(len(samples)), 40)
+    assert Features(deltas=True)(samples).shape == (len(frames), 120)
+    # A louder copy: every log energy well above the floor rises by log(2^2).
+    louder, loud = Features()(2 * samples), frames > np.log(1e-7)
+    assert loud.mean() > 0.2
+    np.testing.assert_allclose(louder[loud] - frames[loud], np.log(4), atol=1e-3)
+
+
+def test_the_cache_computes_a_file_once(tmp_path, recordings):
+    path = recordings / "5_george_12.wav"
+    cache = FeatureCache(tmp_path, Features(), AudioReader(8000))
+    first = cache(path)
+    stored = list(tmp_path.rglob("*.npy"))
+    assert len(stored) == 1
+    np.save(stored[0], first + 1.0)  # what the cache returns now is the stored array
+    np.testing.assert_array_equal(cache(path), first + 1.0)
+    other = FeatureCache(tmp_path, Features(n_mels=20), AudioReader(8000))(path)
+    assert other.shape[1] == 20  # other settings have a folder of their own
+
+
+# --- the dataset ----------------------------------------------------------------------------
+
+def test_fsdd_splits(recordings):
+    clips = fsdd_clips(recordings)
+    assert len(clips) == 3000
+    official = split_clips(clips, None)
+    assert [len(official[k]) for k in ("train", "valid", "test")] == [2400, 300, 300]
+    assert {c.index for c in official["test"]} == set(range(5))
+    theo = split_clips(clips, "theo")
+    assert {c.speaker for c in theo["test"]} == {"theo"} and len(theo["test"]) == 500
+    assert "theo" not in {c.speaker for c in theo["train"] + theo["valid"]}
+    with pytest.raises(UserError, match="not one of the dataset's speakers"):
+        split_clips(clips, "nobody")
+
+
+def test_a_recording_with_an_unknown_label_is_refused_by_name(tmp_path, recordings):
+    shutil.copy(recordings / "3_theo_7.wav", tmp_path / "3_theo_7.wav")
+    shutil.copy(recordings / "3_theo_7.wav", tmp_path / "x_theo_8.wav")
+    with pytest.raises(UserError, match="x_theo_8.wav.*digit is unknown"):
+        fsdd_clips(tmp_path)
+
+
+def test_digit_strings_are_one_speaker_and_deterministic(recordings):
+    clips = split_clips(fsdd_clips(recordings), None)["test"]
+    reader = AudioReader(8000)
+    audio = {c.path: reader(c.path) for c in clips}
+    maker = DigitStrings(gap_ms=(50, 100))
+    a = maker.make(clips, audio, [3, 5], np.random.default_rng(0))
+    b = maker.make(clips, audio, [3, 5], np.random.default_rng(0))
+    assert [u.digits for u in a] == [u.digits for u in b]
+    np.testing.assert_array_equal(a[1].samples, b[1].samples)
+    for u in a:
+        stems = u.name.split("+")
+        assert len({s.split("_")[1] for s in stems}) == 1  # one speaker
+        assert u.digits == tuple(int(s[0]) for s in stems)
+        assert u.text.split() == [("zero one two three four five six seven eight nine"
+                                   .split())[d] for d in u.digits]
+        spoken = sum(len(audio[next(c.path for c in clips if c.path.stem == s)])
+                     for s in stems)
+        gaps = len(u.samples) - spoken  # len(digits) + 1 pauses of 50-100 ms
+        assert (len(stems) + 1) * 400 <= gaps <= (len(stems) + 1) * 800
+
+
+def test_speed_perturbation_changes_the_length_within_its_range():
+    rng = np.random.default_rng(1)
+    maker = DigitStrings(speed=0.2)
+    lengths = [len(maker.perturb(np.zeros(8000, np.float32), rng)) for _ in range(20)]
+    assert min(lengths) >= 8000 / 1.2 - 2 and max(lengths) <= 8000 / 0.8 + 2
+    assert len(set(lengths)) > 10
+
+
+def test_batches_pad_frames_and_labels_and_fill_rows():
+    feats = [np.ones((n, 3), np.float32) for n in (5, 9, 40)]
+    batches = UtteranceBatches(feats, [[1], [2, 3], [4, 5, 6]], 2, pad_multiple=4,
+                               label_multiple=8, fill=True)
+    got = list(batches)
+    assert [b.x.shape for b in got] == [(12, 2, 3), (48, 2, 3)]  # 9 -> 4 x 3, 40 -> 4 x 12
+    last = got[1]
+    assert list(last.rows) == [2, -1] and last.mask[:, 1].sum() == 0
+    assert last.labels.shape == (2, 8) and list(last.labels[0, :3]) == [4, 5, 6]
+    assert last.label_mask[0].sum() == 3
+
+
+def test_buckets_are_few_and_waste_at_most_a_third():
+    sizes = {bucket(n, 32) for n in range(1, 2000)}
+    assert len(sizes) <= 14
+    for n in range(1, 2000):
+        assert n <= bucket(n, 32) <= max(64, n * 1.5)
+
+
+# --- downloading ----------------------------------------------------------------------------
+
+def test_recordings_download_from_an_archive_checked(tmp_path, recordings, monkeypatch):
+    names = ["0_george_0.wav", "1_theo_3.wav"]
+    sums = {n: s for n, s in datasets._fsdd_sums().items() if n in names}
+    archive = tmp_path / "fsdd.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for n in names:
+            tar.add(recordings / n, arcname=f"free-spoken-digit-dataset-abc/recordings/{n}")
+        readme = io.BytesIO(b"readme")
+        info = tarfile.TarInfo("free-spoken-digit-dataset-abc/README.md")
+        info.size = 6
+        tar.addfile(info, readme)
+    monkeypatch.setattr(datasets, "_fsdd_sums", lambda: sums)
+    folder = datasets.recordings_dir("fsdd", tmp_path / "data", url=archive.as_uri())
+    assert sorted(p.name for p in folder.iterdir()) == names
+    (folder / names[0]).write_bytes(b"changed")
+    with pytest.raises(UserError, match="corrupt"):
+        datasets.recordings_dir("fsdd", tmp_path / "data")
+    # A wrong archive leaves nothing behind.
+    sums["2_lucas_1.wav"] = "0" * 64
+    with pytest.raises(UserError, match="no recordings/2_lucas_1.wav"):
+        datasets.recordings_dir("fsdd", tmp_path / "other", url=archive.as_uri())
+    assert not (tmp_path / "other" / "fsdd" / "recordings").exists()
