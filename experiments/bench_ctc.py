@@ -26,12 +26,12 @@ ours is timed (exit status 1). Each side calls its function ``--warmup`` times a
 batch, and ``peer / ours`` the peer's median divided by ours (above 1: ours is faster). No
 two sides compute at once, but their timings are minutes apart at most, not interleaved.
 
-Threads: the peer runs with ``torch.set_num_threads(os.cpu_count())`` (``--peer-threads``
-sets another count); XLA keeps its own thread pool (over every core), which this script
+Threads: the peer runs once with ``torch.set_num_threads(1)`` and once with one thread per
+core, and the faster forward + backward is its figure (``--peer-threads N``: only N); XLA keeps its own thread pool (over every core), which this script
 does not set; the Numba-compiled graph runs on one thread but for the BLAS calls it makes
 (left at the library's default). On a machine where another job occupies a core, a peer on
 every core can be many times slower than on one (``experiments/bench.py`` saw 2 threads
-collapse 10-100 times): measure on a quiet machine, or compare with ``--peer-threads 1``.
+collapse 10-100 times): measure on a quiet machine.
 
 The peer runs with the first Python that imports torch: ``--torch-python``, this one, or
 ``.venv-torch/bin/python`` (``experiments/bench.py --make-torch-venv`` creates it).
@@ -359,11 +359,72 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
     p.add_argument("--torch-python", default=None, help="a Python with torch for the peer")
     p.add_argument("--peer-threads", type=int, default=0,
-                   help="torch.set_num_threads of the peer (default 0: one per core)")
+                   help="torch.set_num_threads of the peer (default 0: 1, then one per "
+                   "core, the faster kept)")
     p.add_argument("--json", default=None, metavar="PATH", help="JSON file for the figures")
     p.add_argument("--peer-worker", nargs=2, default=None, metavar=("DATA", "GRAD"),
                    help=argparse.SUPPRESS)
     return p
+
+
+def best_peer(args: argparse.Namespace, data: dict, warmup: int, reps: int) -> dict | None:
+    """The peer's values and times on each thread count of ``--peer-threads`` (default: one
+    thread, then one per core), the fastest forward + backward kept; None without torch."""
+    python = find_torch_python(args.torch_python)
+    if python is None:
+        print("warning: no Python with torch (experiments/bench.py --make-torch-venv makes "
+              ".venv-torch); no peer", file=sys.stderr)
+        return None
+    counts = [args.peer_threads] if args.peer_threads else sorted({1, os.cpu_count() or 1})
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench_ctc_") as tmp:
+        path = Path(tmp) / "data.npz"
+        np.savez(path, **data)
+        for threads in counts:
+            peer = run_peer(python, path, warmup, reps, threads)
+            if "error" in peer:
+                raise SystemExit(f"error: the PyTorch peer failed: {peer['error']}")
+            runs.append(peer)
+    peer = min(runs, key=lambda r: statistics.median(r["both_ms"]))
+    peer["python_path"] = python
+    print(f"peer: PyTorch {peer['torch']} (Python {peer['python']}), best of "
+          f"{', '.join(str(r['torch_threads']) for r in runs)} threads: "
+          f"{peer['torch_threads']}", flush=True)
+    return peer
+
+
+def report_check(checked: dict, reference: float, peer: dict | None) -> None:
+    for name, e in checked["rows"].items():
+        parts = [f"{name}: summed loss {e['loss']:.6f}", f"numpy reference {reference:.6f} "
+                 f"{'agrees' if e['vs_reference'] else 'DIFFERS'}"]
+        if "vs_peer" in e:
+            parts.append(f"peer {peer['loss']:.6f} {'agrees' if e['vs_peer'] else 'DIFFERS'}")
+            parts.append(f"gradient max |diff| vs peer {e['grad_max_abs_diff']:.2e}")
+        print(", ".join(parts), flush=True)
+    print(f"values check (loss rtol {RTOL:g}, gradient atol {GRAD_ATOL:g}): "
+          f"{'all agree' if checked['ok'] else 'MISMATCH, nothing of ours timed'}", flush=True)
+
+
+def timed_rows(ours: list, peer: dict | None, data: dict, warmup: int, reps: int) -> list[dict]:
+    """Ours timed (forward, forward + backward) and the peer's times, with their medians
+    and the ratios peer / ours."""
+    rows, inputs = [], inputs_of(data)
+    for row, forward, both in ours:
+        row = {k: v for k, v in row.items() if k != "grad"}
+        row["forward_ms_all"] = timed(lambda: np.asarray(forward(*inputs)), warmup, reps)
+        row["both_ms_all"] = timed(lambda: [np.asarray(o) for o in both(*inputs)], warmup, reps)
+        rows.append(row)
+    if peer is not None:
+        rows.append({k: v for k, v in peer.items() if k not in ("grad", "forward_ms", "both_ms")}
+                    | {"forward_ms_all": peer["forward_ms"], "both_ms_all": peer["both_ms"]})
+    for r in rows:
+        r["forward_ms"] = statistics.median(r["forward_ms_all"])
+        r["both_ms"] = statistics.median(r["both_ms_all"])
+    if peer is not None:
+        for r in rows:
+            r["forward_ratio"] = rows[-1]["forward_ms"] / r["forward_ms"]
+            r["both_ratio"] = rows[-1]["both_ms"] / r["both_ms"]
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,55 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CTC loss, T={T} frames, B={B} utterances, K={K} outputs, U={U} labels "
           f"(seed {args.seed}); median of {reps} calls after {warmup} warm-up calls",
           flush=True)
-
-    peer, peer_python = None, None
-    if not args.no_peer:
-        peer_python = find_torch_python(args.torch_python)
-        if peer_python is None:
-            print("warning: no Python with torch (experiments/bench.py --make-torch-venv "
-                  "makes .venv-torch); no peer", file=sys.stderr)
-    if peer_python:
-        with tempfile.TemporaryDirectory(prefix="bench_ctc_") as tmp:
-            path = Path(tmp) / "data.npz"
-            np.savez(path, **data)
-            peer = run_peer(peer_python, path, warmup, reps, args.peer_threads)
-        if "error" in peer:
-            print(f"error: the PyTorch peer failed: {peer['error']}", file=sys.stderr)
-            return 1
-        print(f"peer: PyTorch {peer['torch']} (Python {peer['python']}), "
-              f"{peer['torch_threads']} threads", flush=True)
-
+    peer = None if args.no_peer else best_peer(args, data, warmup, reps)
     ours = [run_ours(mode, data) for mode in modes]
     checked = check([row for row, _, _ in ours], reference, peer)
-    for name, e in checked["rows"].items():
-        parts = [f"{name}: summed loss {e['loss']:.6f}",
-                 f"numpy reference {reference:.6f} {'agrees' if e['vs_reference'] else 'DIFFERS'}"]
-        if "vs_peer" in e:
-            parts.append(f"peer {peer['loss']:.6f} {'agrees' if e['vs_peer'] else 'DIFFERS'}")
-            parts.append(f"gradient max |diff| vs peer {e['grad_max_abs_diff']:.2e}")
-        print(", ".join(parts), flush=True)
-    print(f"values check (loss rtol {RTOL:g}, gradient atol {GRAD_ATOL:g}): "
-          f"{'all agree' if checked['ok'] else 'MISMATCH, nothing of ours timed'}", flush=True)
-
-    rows = []
-    if checked["ok"]:
-        args_ = inputs_of(data)
-        for row, forward, both in ours:
-            row = {k: v for k, v in row.items() if k != "grad"}
-            row["forward_ms_all"] = timed(lambda: np.asarray(forward(*args_)), warmup, reps)
-            row["both_ms_all"] = timed(lambda: [np.asarray(o) for o in both(*args_)],
-                                       warmup, reps)
-            rows.append(row)
-    if peer is not None:
-        rows.append({k: v for k, v in peer.items() if k not in ("grad", "forward_ms", "both_ms")}
-                    | {"forward_ms_all": peer["forward_ms"], "both_ms_all": peer["both_ms"]})
-    for r in rows:
-        r["forward_ms"] = statistics.median(r["forward_ms_all"])
-        r["both_ms"] = statistics.median(r["both_ms_all"])
-    if peer is not None:
-        for r in rows:
-            r["forward_ratio"] = rows[-1]["forward_ms"] / r["forward_ms"]
-            r["both_ratio"] = rows[-1]["both_ms"] / r["both_ms"]
+    report_check(checked, reference, peer)
+    rows = timed_rows(ours, peer, data, warmup, reps) if checked["ok"] else []
     if rows:
         print(table(rows), flush=True)
     if args.json:
@@ -441,8 +458,8 @@ def main(argv: list[str] | None = None) -> int:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "shape": {"T": T, "B": B, "K": K, "U": U}, "seed": args.seed,
             "frame_lengths": data["frame_lengths"].tolist(),
-            "label_lengths": data["label_lengths"].tolist(),
-            "warmup": warmup, "reps": reps, "modes": modes, "peer_python": peer_python,
+            "label_lengths": data["label_lengths"].tolist(), "warmup": warmup, "reps": reps,
+            "modes": modes, "peer_python": peer and peer.get("python_path"),
             "machine": machine_info(peer), "check": checked, "results": rows,
             "wall_s": time.perf_counter() - started})
     return 0 if checked["ok"] else 1

@@ -153,7 +153,7 @@ def test_a_few_recordings_are_learnt_to_exact_transcripts_under_jax(shared_data)
 # --- the commands ---------------------------------------------------------------------------
 
 TINY = ["--proj-dim", "16", "--hidden-dim", "16", "--strings-per-epoch", "40",
-        "--eval-strings", "2", "--max-digits", "4", "--epochs", "1", "--batch-size", "64",
+        "--eval-strings", "2", "--max-digits", "5", "--epochs", "1", "--batch-size", "64",
         "--beam", "3", "--mode", "JAX"]
 
 
@@ -175,7 +175,7 @@ def test_train_asr_writes_a_checkpoint_and_a_log(recogniser, capsys):
     assert 0 <= report["isolated_accuracy"] <= 1 and "4_digits_error_rate" in report
     ckpt = load_checkpoint(recogniser)
     assert ckpt.settings.task == "asr" and ckpt.vocab.words[1:4] == ("zero", "one", "two")
-    assert ckpt.settings.data.max_digits == 4  # the string generator's settings are saved
+    assert ckpt.settings.data.max_digits == 5  # the string generator's settings are saved
 
 
 def test_transcribe_prints_a_line_per_file(recogniser, shared_data, tmp_path, capsys):
@@ -245,3 +245,25 @@ def test_train_asr_refuses_bad_settings_in_one_line(shared_data, tmp_path, capsy
         err = capsys.readouterr().err
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_the_speaker_sweep_and_the_results_tables(recogniser, shared_data, tmp_path,
+                                                  monkeypatch, capsys):
+    from experiments_loader import load
+    results = load("speech_results")
+    monkeypatch.setenv("RNN_THEANO_DATA", str(shared_data))
+    flags = [f for f in TINY if f not in ("--epochs", "1")]
+    assert results.main(["speakers", "--speakers", "theo", "--out", str(tmp_path),
+                         "--checkpoints", str(tmp_path), "--epochs", "1", "--feature-cache",
+                         str(tmp_path / "cache"), *flags]) == 0
+    assert results.main(["speakers", "--speakers", "theo", "--out", str(tmp_path),
+                         "--checkpoints", str(tmp_path)]) == 0  # done: skipped
+    capsys.readouterr()
+    assert results.main(["tables", str(recogniser.with_name("log.json")),
+                         str(tmp_path / "speaker-theo.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| official |") == 1 and out.count("| theo |") == 1
+    assert "| **mean** |" in out
+    png = tmp_path / "posteriors.png"
+    assert results.main(["figure", "--model", str(recogniser), "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
