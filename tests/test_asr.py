@@ -154,7 +154,7 @@ def test_a_few_recordings_are_learnt_to_exact_transcripts_under_jax(shared_data)
 
 TINY = ["--proj-dim", "16", "--hidden-dim", "16", "--strings-per-epoch", "40",
         "--eval-strings", "2", "--max-digits", "5", "--epochs", "1", "--batch-size", "64",
-        "--beam", "3", "--mode", "JAX"]
+        "--beam", "3", "--mode", "NUMBA"]
 
 
 @pytest.fixture(scope="module")

@@ -196,3 +196,35 @@ def test_recordings_download_from_an_archive_checked(tmp_path, recordings, monke
     with pytest.raises(UserError, match="no recordings/2_lucas_1.wav"):
         datasets.recordings_dir("fsdd", tmp_path / "other", url=archive.as_uri())
     assert not (tmp_path / "other" / "fsdd" / "recordings").exists()
+
+
+# --- what the recogniser hears ----------------------------------------------------------------
+
+def test_spec_augment_zeroes_blocks_of_frames_and_bands_of_a_copy():
+    from rnn_theano.tasks.asr import spec_augment
+    frames = np.ones((100, 40), np.float32)
+    out = spec_augment(frames, np.random.default_rng(0), 2, 10, 2, 8)
+    assert frames.min() == 1.0  # the input is untouched
+    zero_rows = np.where((out == 0).all(axis=1))[0]
+    zero_cols = np.where((out == 0).all(axis=0))[0]
+    assert 1 <= len(zero_rows) <= 20 and 1 <= len(zero_cols) <= 16
+    assert np.all((out == 0) == (np.isin(np.arange(100), zero_rows)[:, None]
+                                 | np.isin(np.arange(40), zero_cols)[None, :]))
+    assert np.array_equal(spec_augment(frames, np.random.default_rng(0), 0, 10, 0, 8), frames)
+
+
+def test_frames_are_normalised_per_utterance_or_with_saved_statistics(tmp_path):
+    from rnn_theano.config import AsrConfig, AsrModelSettings
+    from rnn_theano.tasks.asr import STATS_BLOB, Frontend
+    rng = np.random.default_rng(0)
+    frames = rng.normal(3.0, 2.0, size=(50, 40)).astype(np.float32)
+    own = Frontend(AsrConfig(), cache_dir=tmp_path).normalised(frames)
+    np.testing.assert_allclose(own.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(own.std(axis=0), 1, atol=1e-3)
+    config = AsrConfig(model=AsrModelSettings(normalise="dataset"))
+    fitted = Frontend(config, cache_dir=tmp_path)
+    fitted.fit([frames, frames + 1.0])
+    blob = fitted.stats_blob()[STATS_BLOB]
+    restored = Frontend(config, np.load(io.BytesIO(blob)))
+    np.testing.assert_array_equal(restored.normalised(frames), fitted.normalised(frames))
+    assert abs(float(fitted.normalised(frames + 0.5).mean())) < 0.05  # the data's mean is 3.5
