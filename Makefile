@@ -124,9 +124,9 @@ asr-digits: $(STAMP)
 	@mkdir -p $(SPEECH_OUT)
 	PYTHONUNBUFFERED=1 $(VENV)/bin/rnn-theano train-asr --config configs/asr-digits.toml \
 	  --log-json $(SPEECH_OUT)/asr-digits.json $(TRAIN_FLAGS) | tee $(SPEECH_OUT)/asr-digits.log
-	$(VENV)/bin/rnn-theano transcribe --model checkpoints/asr-digits.npz \
-	  $$(ls $${RNN_THEANO_DATA:-data}/fsdd/recordings/*_{theo,lucas}_0.wav | head -6) \
-	  | tee $(SPEECH_OUT)/asr-digits-samples.txt
+	cd $${RNN_THEANO_DATA:-data}/fsdd/recordings && $(CURDIR)/$(VENV)/bin/rnn-theano transcribe \
+	  --model $(CURDIR)/checkpoints/asr-digits.npz $$(ls *_{theo,lucas}_0.wav | head -6) \
+	  | tee $(CURDIR)/$(SPEECH_OUT)/asr-digits-samples.txt
 	$(PY) experiments/speech_results.py figure --model checkpoints/asr-digits.npz \
 	  --out $(SPEECH_OUT)/posteriors.png
 

@@ -120,7 +120,7 @@ def load_data(config: AsrConfig) -> SpeechData:
                            + strings_of(config, False).make(clips[split], audio, lengths, rng))
     split = (f"speaker-independent: test speaker {d.test_speaker}" if d.test_speaker
              else "official split: repetitions 0-4 test, 5-9 validation")
-    return SpeechData(clips, audio, held_out, f"{d.dataset} at {folder} ({split})")
+    return SpeechData(clips, audio, held_out, f"{d.dataset} ({split})")
 
 
 class Frontend:
