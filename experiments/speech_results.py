@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rnn_theano.data.speech import SPEAKERS
+
 ROOT = Path(__file__).resolve().parents[1]
-SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 
 
 def run_speakers(args: argparse.Namespace, extra: list[str]) -> int:
@@ -50,15 +51,19 @@ def _beam(log: dict) -> int:
     return max(int(k[len("test_beam"):]) for k in log if k.startswith("test_beam"))
 
 
+def _percent(report: dict, key: str) -> str:
+    return f"{100 * report[key]:.2f}" if key in report else "-"
+
+
 def official_row(log: dict) -> str:
     history, k = log["history"], _beam(log)
-    kept = min(history, key=lambda r: r["valid_error_rate"])
+    kept = min(history, key=lambda r: r["valid_error_rate"])  # the first of equals, as kept
     g, b = log["test_beam1"], log[f"test_beam{k}"]
     return (f"| official | {log['parameters'] / 1e3:.0f}k | {kept['epoch']} of "
             f"{history[-1]['epoch']} | {history[-1]['seconds'] / 60:.0f} min | "
-            f"{100 * g['isolated_accuracy']:.2f} / {100 * b['isolated_accuracy']:.2f} | "
-            f"{100 * g['5_digits_error_rate']:.2f} / {100 * b['5_digits_error_rate']:.2f} | "
-            f"{100 * b['strings_error_rate']:.2f} | {100 * b['strings_accuracy']:.1f} |")
+            f"{_percent(g, 'isolated_accuracy')} / {_percent(b, 'isolated_accuracy')} | "
+            f"{_percent(g, '5_digits_error_rate')} / {_percent(b, '5_digits_error_rate')} | "
+            f"{_percent(b, 'strings_error_rate')} | {100 * b['strings_accuracy']:.1f} |")
 
 
 def speaker_rows(logs: list[dict]) -> list[str]:
@@ -67,7 +72,7 @@ def speaker_rows(logs: list[dict]) -> list[str]:
         k = _beam(log)
         g, b = log["test_beam1"], log[f"test_beam{k}"]
         values = [100 * g["isolated_accuracy"], 100 * b["isolated_accuracy"],
-                  100 * b["5_digits_error_rate"], 100 * b["strings_error_rate"]]
+                  100 * b.get("5_digits_error_rate", np.nan), 100 * b["strings_error_rate"]]
         means.append(values)
         rows.append(f"| {log['settings']['data']['test_speaker']} | "
                     f"{log['history'][-1]['seconds'] / 60:.0f} min | "
@@ -78,7 +83,14 @@ def speaker_rows(logs: list[dict]) -> list[str]:
 
 
 def tables(args: argparse.Namespace) -> int:
-    logs = [json.loads(p.read_text()) for p in args.logs]
+    logs = []
+    for path in args.logs:
+        log = json.loads(path.read_text())
+        if "test_beam1" in log:
+            logs.append(log)
+        else:
+            print(f"note: {path} has no test results yet (a run still going?): left out",
+                  file=sys.stderr)
     official = [log for log in logs if not log["settings"]["data"]["test_speaker"]]
     speakers = sorted((log for log in logs if log["settings"]["data"]["test_speaker"]),
                       key=lambda log: log["settings"]["data"]["test_speaker"])

@@ -170,9 +170,12 @@ def recogniser(shared_data, tmp_path_factory) -> Path:
 
 def test_train_asr_writes_a_checkpoint_and_a_log(recogniser, capsys):
     log = json.loads(recogniser.with_name("log.json").read_text())
-    assert log["history"][-1]["valid_error_rate"] >= 0
-    report = log["test_beam3"]
-    assert 0 <= report["isolated_accuracy"] <= 1 and "4_digits_error_rate" in report
+    assert log["best_valid_error_rate"] == min(r["valid_error_rate"] for r in log["history"])
+    for report in (log["test_beam1"], log["test_beam3"]):
+        # Two strings of each length 3-5: the strings' rate is the digit-weighted mean.
+        by_length = [report[f"{n}_digits_error_rate"] * 2 * n for n in (3, 4, 5)]
+        assert report["strings_error_rate"] == pytest.approx(sum(by_length) / 24)
+        assert report["isolated_accuracy"] in {k / 300 for k in range(301)}
     ckpt = load_checkpoint(recogniser)
     assert ckpt.settings.task == "asr" and ckpt.vocab.words[1:4] == ("zero", "one", "two")
     assert ckpt.settings.data.max_digits == 5  # the string generator's settings are saved
@@ -211,10 +214,12 @@ def test_transcribe_bad_files_each_get_one_line_and_the_others_go_on(recogniser,
     silent = write(tmp_path / "silent.wav", np.zeros(4000))
     long = write(tmp_path / "long.wav", np.random.default_rng(0).normal(0, 0.1, 8000 * 200))
     wide = write(tmp_path / "wide.wav", soundfile.read(good)[0], subtype="PCM_24")
+    png = tmp_path / "spikes.png"
     code = main(["transcribe", "--model", str(recogniser), str(text), str(cut), str(empty),
-                 str(silent), str(long), str(wide)])
+                 str(silent), str(long), str(wide), "--plot", str(png)])
     out, err = capsys.readouterr()
     assert code == 1
+    assert png.read_bytes()[:4] == b"\x89PNG"  # the first file with sound: wide.wav
     assert [line.split("\t")[0] for line in out.splitlines()] == [str(silent), str(wide)]
     assert out.splitlines()[0] == f"{silent}\t"
     errors = err.strip().splitlines()
@@ -222,6 +227,11 @@ def test_transcribe_bad_files_each_get_one_line_and_the_others_go_on(recogniser,
     for path, reason in ((text, "not an audio file"), (cut, "truncated"), (empty, "no audio"),
                          (long, "200.0 s long")):
         assert any(str(path) in e and reason in e for e in errors), reason
+    # Nothing with sound to draw: one line, status 2.
+    assert main(["transcribe", "--model", str(recogniser), str(silent), "--plot",
+                 str(tmp_path / "none.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--plot needs a file with sound" in err and "Traceback" not in err
 
 
 def test_transcribe_refuses_a_language_model_and_missing_files(tmp_path, small_text, capsys):

@@ -228,3 +228,44 @@ def test_frames_are_normalised_per_utterance_or_with_saved_statistics(tmp_path):
     restored = Frontend(config, np.load(io.BytesIO(blob)))
     np.testing.assert_array_equal(restored.normalised(frames), fitted.normalised(frames))
     assert abs(float(fitted.normalised(frames + 0.5).mean())) < 0.05  # the data's mean is 3.5
+
+
+def test_digit_errors_count_edits_over_reference_digits():
+    from rnn_theano.tasks.asr import digit_errors
+    # one deletion; one insertion; one substitution; one exact
+    refs = [[1, 2, 3], [4], [5, 6], [7]]
+    hyps = [[1, 3], [4, 4], [5, 0], [7]]
+    assert digit_errors(refs, hyps) == (3, 7, 1)
+    assert digit_errors([[2]], [[]]) == (1, 1, 0)
+
+
+def test_held_out_strings_are_made_of_their_own_split(shared_data):
+    from rnn_theano.config import AsrConfig, AsrDataSettings
+    from rnn_theano.tasks.asr import load_data
+    for speaker in (None, "lucas"):
+        config = AsrConfig(data=AsrDataSettings(data_dir=str(shared_data), eval_strings=20,
+                                                test_speaker=speaker))
+        data = load_data(config)
+        for split in ("valid", "test"):
+            own = {c.path.stem for c in data.clips[split]}
+            utterances = data.held_out[split]
+            assert len(utterances) == len(own) + 20 * 5
+            assert all(set(u.name.split("+")) <= own for u in utterances)
+            assert {len(u.digits) for u in utterances} == {1, 3, 4, 5, 6, 7}
+
+
+def test_the_cache_recomputes_a_changed_or_damaged_file_and_works_read_only(tmp_path,
+                                                                           recordings):
+    path = tmp_path / "clip.wav"
+    path.write_bytes((recordings / "5_george_12.wav").read_bytes())
+    cache = FeatureCache(tmp_path / "cache", Features(), AudioReader(8000))
+    first = cache(path)
+    path.write_bytes((recordings / "6_lucas_3.wav").read_bytes())  # another recording
+    assert cache(path).shape != first.shape
+    for stored in (tmp_path / "cache").rglob("*.npy"):
+        stored.write_bytes(b"damaged")
+    np.testing.assert_array_equal(cache(path), Features()(AudioReader(8000)(path)))
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache's folder would go")
+    np.testing.assert_array_equal(FeatureCache(blocked, Features(), AudioReader(8000))(path),
+                                  cache(path))

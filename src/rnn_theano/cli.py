@@ -619,20 +619,22 @@ def transcribe_main(argv: list[str] | None = None) -> int:
         else:
             raise UserError(f"{path} not found: give WAV files or a folder of them")
     transcriber = asr.Transcriber(load_checkpoint(config.model, AsrConfig.task))
-    failed = 0
+    failed, first = 0, None
     for path in paths:
         try:
-            text = transcriber.transcribe(path, config.beam)
+            frames, log_probs = transcriber.posteriors(path)
         except UserError as error:  # one bad file: said, and the others still transcribed
             print(f"error: {error}", file=sys.stderr)
             failed += 1
             continue
+        text = asr.transcript(log_probs, config.beam)
         print(f"{path}\t{text}", flush=True)
+        if first is None and len(frames):
+            first = (frames, log_probs, f"{path.name}: {text}")
     if config.plot:
-        frames, log_probs = transcriber.posteriors(paths[0])
-        asr.plot_posteriors(frames, log_probs, transcriber.engine.config.stride,
-                            f"{paths[0].name}: {transcriber.transcribe(paths[0], config.beam)}",
-                            config.plot)
+        if first is None:
+            raise UserError("--plot needs a file with sound: every file failed or is silent")
+        asr.plot_posteriors(*first[:2], transcriber.engine.config.stride, first[2], config.plot)
     return 1 if failed else 0
 
 

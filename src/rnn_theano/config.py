@@ -743,7 +743,7 @@ class TranscribeConfig:
     model: str = flag("checkpoints/recogniser.npz", "checkpoint written by train-asr",
                       metavar="PATH")
     beam: int = flag(1, "prefix beam size (1: greedy, the best path)", metavar="K")
-    plot: str | None = flag(None, "draw the first file's features and the network's label "
+    plot: str | None = flag(None, "draw the first file with sound: its features and the label "
                             "posteriors per frame (CTC's spikes) into this PNG file (needs "
                             "matplotlib)", metavar="FILE")
 

@@ -157,13 +157,16 @@ class FeatureCache:
         path = Path(path)
         cached = self._cached_path(path)
         if cached is not None and cached.exists():
-            return np.load(cached)
+            try:
+                return np.load(cached)
+            except (OSError, ValueError):
+                pass  # damaged: computed and written again
         frames = self.features(self.reader(path))
         if cached is not None:
             try:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(cached, lambda out: np.save(out, frames))
-            except OSError:
+            except (OSError, UserError):
                 self.root = None  # a read-only place: compute without caching from here on
         return frames
 

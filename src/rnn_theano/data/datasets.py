@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -247,7 +248,7 @@ def _download_recordings(url: str, folder: Path, sums: dict[str, str]) -> None:
                     if member.isfile() and Path(member.name).parent.name == "recordings" \
                             and name in sums:
                         (unpacked / name).write_bytes(tar.extractfile(member).read())
-        except (tarfile.TarError, EOFError, OSError) as e:
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
             raise UserError(f"the download of {url} is not a readable archive ({e}): try "
                             "again") from None
         for name, sha256 in sums.items():

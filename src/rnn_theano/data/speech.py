@@ -11,7 +11,7 @@ Splits (``split_clips``):
   other five speakers train (their repetitions 5-9 held out).
 
 Digit strings (``DigitStrings``) are a real sequence-recognition task built from the isolated
-clips: 1 to 7 recordings of one speaker, joined with short random gaps of silence with light
+clips: several recordings of one speaker, joined with short random gaps of silence with light
 noise, labelled with their digit words ("three one four"). Test strings are made from the
 test recordings only. Everything is drawn from a generator seeded by the caller, so a seed
 gives the same strings every time.

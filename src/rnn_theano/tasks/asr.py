@@ -3,8 +3,8 @@
 The tutorial's third application. A deep bidirectional recurrent network (``asr_graph``)
 reads log-mel frames and is trained end to end with CTC (``nn.ctc``), on the Free Spoken
 Digit Dataset's isolated recordings and on digit strings made from them (``data.speech``);
-each epoch's strings are drawn afresh, with the perturbations of ``--speed`` and
-SpecAugment's masks, so no two epochs hear the same audio.
+each epoch's strings are drawn afresh, and ``--speed`` and SpecAugment's masks perturb every
+training utterance anew.
 
 Scores (``evaluate``): the CTC cost per utterance, the share of utterances transcribed
 exactly (``accuracy``: for an isolated digit, the isolated-digit accuracy) and the digit error
@@ -28,8 +28,7 @@ from ..checkpoint import Checkpoint
 from ..config import AsrConfig
 from ..data.audio import AudioReader, FeatureCache, Features
 from ..data.datasets import recordings_dir
-from ..data.batching import round_up
-from ..data.speech import (DIGITS, Clip, DigitStrings, Utterance, UtteranceBatches, bucket,
+from ..data.speech import (DIGITS, Clip, DigitStrings, Utterance, UtteranceBatches,
                            fsdd_clips, split_clips)
 from ..data.vocab import Vocabulary
 from ..errors import UserError
@@ -39,7 +38,8 @@ from ..train import Step, TrainerOptions
 from .asr_decode import greedy, prefix_beam_search
 from .asr_engine import AsrEngine
 from .asr_graph import RecogniserConfig
-from .engine import EngineTask, continue_from, engine_settings, monitored_options
+from .engine import (EngineTask, continue_from, engine_settings, loadable_settings,
+                     monitored_options)
 
 # The model's outputs: the blank, then one label per digit word.
 LABELS = Vocabulary(("<blank>", *DIGITS))
@@ -205,12 +205,8 @@ class AsrTask(EngineTask):
 
     def batches(self, features: Sequence[np.ndarray], digits: Sequence[Sequence[int]],
                 seed: int = 0) -> UtteranceBatches:
-        e = self.engine
-        multiple = max(e.config.stride, _JAX_FRAMES if e.static_shapes else 1)
-        return UtteranceBatches(features, [[d + 1 for d in ds] for ds in digits],
-                                self.config.data.batch_size, seed=seed, pad_multiple=multiple,
-                                label_multiple=8 if e.static_shapes else 1,
-                                fill=e.static_shapes)
+        return utterance_batches(self.engine, features, digits, self.config.data.batch_size,
+                                 seed)
 
     def training_utterances(self, epoch: int) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
         """Epoch ``epoch``'s frames and digits: every training recording (perturbed when
@@ -259,6 +255,18 @@ class AsrTask(EngineTask):
         return self.frontend.stats_blob()
 
 
+def utterance_batches(engine: AsrEngine, features: Sequence[np.ndarray],
+                      digits: Sequence[Sequence[int]], batch_size: int,
+                      seed: int = 0) -> UtteranceBatches:
+    """Batches the engine can take: frames padded to a multiple of its stride, and under JAX
+    to one of a few lengths, with full rows, labels to a multiple of 8 (few shapes)."""
+    e = engine
+    multiple = max(e.config.stride, _JAX_FRAMES if e.static_shapes else 1)
+    return UtteranceBatches(features, [[d + 1 for d in ds] for ds in digits], batch_size,
+                            seed=seed, pad_multiple=multiple,
+                            label_multiple=8 if e.static_shapes else 1, fill=e.static_shapes)
+
+
 def decode(log_probs: np.ndarray, out_mask: np.ndarray, beam: int) -> list[int]:
     """One row's digits from its (T', K) log-posteriors and (T',) frame mask."""
     frames = log_probs[out_mask > 0]
@@ -275,7 +283,7 @@ def digit_errors(references: Sequence[Sequence[int]],
     hyps = [" ".join(DIGITS[d] for d in h) for h in hypotheses]
     words = sum(len(r) for r in references)
     exact = sum(r == h for r, h in zip(refs, hyps))
-    out = jiwer.process_words(refs, [h if h else "" for h in hyps]) if words else None
+    out = jiwer.process_words(refs, hyps) if words else None
     errors = 0 if out is None else out.substitutions + out.deletions + out.insertions
     return errors, words, exact
 
@@ -324,8 +332,9 @@ def _stats(ckpt: Checkpoint) -> np.ndarray | None:
 
 # --- transcribing -----------------------------------------------------------------------
 
-# A file may be this many times longer than the longest training utterance; past that the
-# network is asked for something it never learnt, and it is refused.
+# A file may last this many times a typical long training string (max_digits recordings of
+# about a second, each with its longest pause); past that the network is asked for something
+# it never learnt, and the file is refused.
 _LONGEST = 3.0
 
 
@@ -333,19 +342,16 @@ class Transcriber:
     """Text of WAV files under a trained recogniser's checkpoint."""
 
     def __init__(self, ckpt: Checkpoint) -> None:
-        from .engine import loadable_settings
         config = loadable_settings(ckpt.settings)
         self.engine = build_engine(config, ckpt.params)
         self.frontend = Frontend(config, _stats(ckpt))
         self.reader = AudioReader(config.model.sample_rate)
         d = config.data
-        # The longest training utterance: max_digits recordings of at most ~1 s, and pauses.
         self.limit_s = _LONGEST * d.max_digits * (1.0 + d.gap_max_ms / 1000)
 
     def transcribe(self, path: Path, beam: int = 1) -> str:
         """The digit words spoken in the WAV file ``path`` (silence: none)."""
-        frames, log_probs = self.posteriors(path)
-        return " ".join(DIGITS[d] for d in decode(log_probs, np.ones(len(log_probs)), beam))
+        return transcript(self.posteriors(path)[1], beam)
 
     def posteriors(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """The file's normalised frames (T, F) and the network's (T', K) log-posteriors; a
@@ -358,13 +364,14 @@ class Transcriber:
         if np.abs(samples).max() < 1e-4:  # silence: nothing to hear, nothing to normalise
             return np.zeros((0, self.engine.config.n_features)), np.zeros((0, len(LABELS)))
         frames = self.frontend(samples)
-        m = max(self.engine.config.stride, _JAX_FRAMES if self.engine.static_shapes else 1)
-        T = bucket(len(frames), m) if self.engine.static_shapes else round_up(len(frames), m)
-        x = np.zeros((T, 1, frames.shape[1]), np.float32)
-        mask = np.zeros((T, 1), np.float32)
-        x[:len(frames), 0], mask[:len(frames), 0] = frames, 1.0
-        log_probs, out_mask = self.engine.posteriors(x, mask)
+        batch = next(iter(utterance_batches(self.engine, [frames], [[]], 1)))
+        log_probs, out_mask = self.engine.posteriors(batch.x, batch.mask)
         return frames, log_probs[out_mask[:, 0] > 0, 0]
+
+
+def transcript(log_probs: np.ndarray, beam: int = 1) -> str:
+    """The digit words read off one utterance's (T', K) log-posteriors."""
+    return " ".join(DIGITS[d] for d in decode(log_probs, np.ones(len(log_probs)), beam))
 
 
 def plot_posteriors(frames: np.ndarray, log_probs: np.ndarray, stride: int, title: str,
