@@ -386,7 +386,10 @@ def best_peer(args: argparse.Namespace, data: dict, warmup: int, reps: int) -> d
                 raise SystemExit(f"error: the PyTorch peer failed: {peer['error']}")
             runs.append(peer)
     peer = min(runs, key=lambda r: statistics.median(r["both_ms"]))
-    peer["python_path"] = python
+    # The peer's Python as the repository's relative path when it is the project's .venv-torch.
+    root = Path(__file__).resolve().parents[1]
+    path = Path(python).absolute()
+    peer["python_path"] = str(path.relative_to(root)) if path.is_relative_to(root) else python
     print(f"peer: PyTorch {peer['torch']} (Python {peer['python']}), best of "
           f"{', '.join(str(r['torch_threads']) for r in runs)} threads: "
           f"{peer['torch_threads']}", flush=True)
