@@ -140,6 +140,8 @@ def train_config(argv: list[str] | None, kind: type[RunConfig] = TrainConfig,
         sections[name] = section(**values | flags)
     config = kind(**sections)
     config.model.check_backend()
+    t = config.train
+    backends.join_processes(t.coordinator, t.num_processes, t.process_id, t.peer_timeout)
     for name in ("model_out", "log_json"):
         path = getattr(config.train, name)
         if recipe_path and path and Path(path).resolve() == Path(recipe_path).resolve():
@@ -155,6 +157,8 @@ def train_config(argv: list[str] | None, kind: type[RunConfig] = TrainConfig,
 # and every training setting but the seed and what ranks the epochs (a translation model's
 # monitor and how its validation set is decoded): the best score must stay comparable.
 KEPT_TRAIN_SETTINGS = {"seed", "monitor", "valid_beam", "length_penalty"}
+# Where a run computes is the command's own: a resumed run does not inherit them.
+PER_RUN_SETTINGS = {"devices", "coordinator", "num_processes", "process_id", "peer_timeout"}
 FREE_ON_RESUME = {"model": {"mode", "impl", "float32"},
                   "data": {"batch_size", "bptt_len", "data_dir", "feature_cache"}}
 
@@ -168,6 +172,8 @@ def _resumed_values(section: str, saved: Any, given: dict[str, Any],
     if section == "train":
         values.pop("epochs")  # how many more: the flag, or its default
         values.update(model_out=resume, log_json=None)  # never someone else's files
+        values.update({f.name: f.default for f in dataclasses.fields(saved)
+                       if f.name in PER_RUN_SETTINGS})
     if section == "model":
         values["mode"] = backends.loadable(values["mode"])
     for name in sorted(given.keys() - free):
@@ -215,18 +221,29 @@ def run_trainer(config: RunConfig, task: Any, options: TrainerOptions,
     (``test_extra()``: more test results to print, save and log, e.g. BLEU)."""
     out = Path(config.train.model_out)
     run_log = {"settings": config.to_dict(), **run_log, "history": []}
+    mesh = backends.device_mesh(config.train.devices, config.data.batch_size,
+                                config.train.peer_timeout)
+    if mesh is not None:
+        task.engine.distribute(mesh)
+        index, count = backends.processes()
+        print(f"data-parallel over {mesh.size} devices, {config.data.batch_size // mesh.size} "
+              "rows of each batch on each" + (f"; this is process {index} of {count}"
+                                              if count > 1 else ""))
+    primary = backends.process_index() == 0  # the one process that writes files
 
     def write_log(history: list[dict], **extra: Any) -> None:
-        if config.train.log_json:
+        if config.train.log_json and primary:
             write_json(config.train.log_json, run_log | {"history": history} | extra)
 
     def save(state: dict) -> None:
-        save_checkpoint(out, task.checkpoint(config, state))
+        if primary:
+            save_checkpoint(out, task.checkpoint(config, state))
 
     with StopFlag() as stop:
         state = train(task, options, state=resumed.state if resumed else None, save=save,
                       stop=stop, on_epoch=write_log)
-        _final_scores(task, options, state, f"{baseline}); model saved to {out}", save,
+        _final_scores(task, options, state, f"{baseline}); model saved to {out}"
+                     + ("" if primary else " by process 0"), save,
                       write_log, test_extra)
     return 130 if state.get("interrupted") else 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .backends import MODES, has_jax
+from .backends import MODES, check_split, has_jax, resolve
 from .data.corpus import FORMATS
 from .data.labelled import FORMATS as LABELLED_FORMATS
 from .data.parallel import SUBWORD_MODELS
@@ -275,10 +275,35 @@ class TrainSettings:
                                 "settings and the per-epoch history (losses, perplexities, "
                                 "learning rate, tokens/s, seconds)", metavar="PATH")
     resume: str | None = flag(None, "continue training from this checkpoint", metavar="PATH")
+    devices: str = flag("1", "train data-parallel over N devices, the batch split evenly "
+                        "(all: every device JAX sees; JAX backend)", metavar="N|all",
+                        only="engine")
+    coordinator: str | None = flag(None, "HOST:PORT where process 0 of a run over several "
+                                   "processes listens (default: JAX_COORDINATOR_ADDRESS); "
+                                   "every process runs the same command", metavar="HOST:PORT",
+                                   only="engine")
+    num_processes: int | None = flag(None, "processes of such a run (default: from the "
+                                     "cluster's environment)", metavar="N", type=int,
+                                     only="engine")
+    process_id: int | None = flag(None, "this process's index, 0 to N-1; process 0 writes the "
+                                  "checkpoint and log (default: from the cluster's "
+                                  "environment)", metavar="I", type=int, only="engine")
+    peer_timeout: int = flag(300, "seconds to wait for the other processes, when joining "
+                             "and in each step, before stopping with an error", metavar="S",
+                             only="engine")
 
     def __post_init__(self) -> None:
         check_fields(self)
-        _positive(self, "epochs", "eval_every")
+        _positive(self, "epochs", "eval_every", "peer_timeout")
+        if not (self.devices == "all" or self.devices.isdigit() and int(self.devices) > 0):
+            raise SettingError("devices", f"must be a positive number or all, got "
+                               f"{self.devices!r}")
+        if self.num_processes is not None and self.num_processes < 1:
+            raise SettingError("num_processes", f"must be positive, got {self.num_processes}")
+        if self.process_id is not None and not (
+                0 <= self.process_id < (self.num_processes or self.process_id + 1)):
+            raise SettingError("process_id", f"must be 0 to --num-processes - 1, got "
+                               f"{self.process_id}")
         _not_negative(self, "clip_norm", "weight_decay", "patience", "decay_after",
                       "blas_threads")
         if self.learning_rate is not None and not self.learning_rate > 0:
@@ -315,6 +340,13 @@ class RunConfig:
         for section in (self.data, self.train):
             refuse_foreign(section, self.model.arch, self.model.family)
         self._refuse_overwriting_inputs()
+        t = self.train
+        several = t.devices != "1" or t.coordinator or t.num_processes or t.process_id
+        if several and resolve(self.model.mode, fixed_shapes=True) != "JAX":
+            raise SettingError("devices", "needs the JAX backend to train over several devices "
+                               "or processes: use --mode JAX (or AUTO with jax installed)")
+        if t.devices.isdigit():
+            check_split(self.data.batch_size, int(t.devices))
 
     def _refuse_overwriting_inputs(self) -> None:
         """The files a run writes must not be the files it reads (nor each other)."""

@@ -36,6 +36,8 @@ class AsrEngine(CompiledModel):
     config: RecogniserConfig
     _init_params = staticmethod(init_asr_params)
     _check_params = staticmethod(check_asr_params)
+    _keyed = (0, 1, 2, 3)
+    _batch_axes = (1, 1, 0, 0)  # x (T, B, F), mask (T, B); labels, label_mask (B, U)
 
     def _compile(self, kind: str, shape: tuple | None) -> Callable:
         if shape is not None:  # (x's shape, mask's, labels') -> (T, B, U)
@@ -56,7 +58,7 @@ class AsrEngine(CompiledModel):
     def train_step(self, batch: UtteranceBatch) -> AsrStepResult:
         """One update of the parameters on ``batch``."""
         inputs = batch[:4]
-        cost, n, norm = self._train(tuple(inputs), *inputs)
+        cost, n, norm = self._train(*inputs)
         return AsrStepResult(float(cost), float(n), float(norm))
 
     def eval_step(self, batch: UtteranceBatch) -> AsrStepResult:

@@ -49,6 +49,7 @@ class ClassifierEngine(CompiledModel):
     config: ClassifierConfig
     _init_params = staticmethod(init_classifier_params)
     _check_params = staticmethod(check_classifier_params)
+    _batch_axes = (1, 1, 0, None)  # x, mask (T, B); labels (B,); class weights
 
     def __init__(self, config: ClassifierConfig, params: dict[str, np.ndarray] | None = None,
                  *, class_weights: Sequence[float] | np.ndarray | None = None,
@@ -72,7 +73,7 @@ class ClassifierEngine(CompiledModel):
 
     def train_step(self, x: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> ClassStepResult:
         """One update of the parameters on batch (x, mask, labels)."""
-        cost, n, correct, norm = self._train(x, x, mask, labels, self.class_weights)
+        cost, n, correct, norm = self._train(x, mask, labels, self.class_weights)
         return ClassStepResult(float(cost), float(n), float(correct), float(norm))
 
     def eval_step(self, x: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> ClassStepResult:

@@ -42,6 +42,12 @@ class CompiledModel:
     # A subclass's fresh parameters for a config, and its check of given ones.
     _init_params: Callable[[Any], dict[str, np.ndarray]]
     _check_params: Callable[[Any, dict[str, np.ndarray]], None]
+    # The training step's inputs whose shapes select its compiled function (``_function``),
+    # and, to split a batch over devices (``distribute``), each training input's batch axis
+    # and each training output's (None: not per row).
+    _keyed: tuple[int, ...] = (0,)
+    _batch_axes: tuple[int | None, ...] = ()
+    _output_batch_axes: tuple[int | None, ...] = ()
 
     def __init__(self, config: Any, params: dict[str, np.ndarray] | None = None, *,
                  mode: str | Mode = "NUMBA", optimizer: str = "sgd", learning_rate: float = 1.0,
@@ -66,6 +72,7 @@ class CompiledModel:
         self._jax_rngs: dict[str, Any] = {}
         self.optimizer_slots: dict = {}  # one optimizer state for every compiled shape
         self._saved_slots: dict[str, np.ndarray] = {}  # from a checkpoint, set once compiled
+        self.mesh: backends.DeviceMesh | None = None  # training over several devices
 
     # --- compiled functions (each compiled on first use) --------------------------------
 
@@ -95,7 +102,10 @@ class CompiledModel:
                 # JAX backend keeps a copy of it inside the compiled function (it says so).
                 warnings.filterwarnings("ignore", "RandomGeneratorVariable .* already been used")
                 warnings.filterwarnings("ignore", "The RandomType SharedVariables")
-                self._functions[key] = self._compile(kind, shape)
+                function = self._compile(kind, shape)
+            if kind == "train" and self.mesh is not None:
+                function = self.mesh.parallel(function, self._batch_axes)
+            self._functions[key] = function
             if kind == "train" and self._saved_slots:  # its state variables exist now
                 self.set_optimizer_state(self._saved_slots)
         return self._functions[key]
@@ -122,11 +132,20 @@ class CompiledModel:
         return pytensor.function(list(inputs), list(outputs), updates=updates, mode=self.mode,
                                  allow_input_downcast=True, on_unused_input="ignore")
 
-    def _train(self, like: np.ndarray | tuple[np.ndarray, ...], *inputs: np.ndarray) -> list:
-        """Run the training function for batches shaped like ``like`` (an array, or a tuple
-        of them as ``_function`` takes) on ``inputs``, keeping its dropout stream under JAX
-        (see ``_rng_copy``)."""
-        like = like if isinstance(like, tuple) else (like,)
+    def distribute(self, mesh: backends.DeviceMesh) -> None:
+        """Train data-parallel over ``mesh`` from the next step on (see ``backends``)."""
+        if not self.static_shapes:
+            raise UserError("training over several devices needs the JAX backend: --mode JAX")
+        self.mesh = mesh
+        self._functions = {k: f for k, f in self._functions.items() if k[0] != "train"}
+
+    def _train(self, *inputs: np.ndarray) -> list:
+        """Run the training function for these inputs (``_keyed`` ones select it), keeping its
+        dropout stream under JAX (see ``_rng_copy``). Over several devices a short batch gets
+        zero rows up to a multiple of their number, and the outputs lose them again."""
+        if self.mesh is not None:
+            inputs, rows = backends.pad_rows(inputs, self._batch_axes, self.mesh.size)
+        like = tuple(inputs[i] for i in self._keyed)
         function = self._function("train", *like)
         cell = _rng_copy(function) if self.static_shapes else None
         shape = "_".join("x".join(map(str, a.shape)) for a in like)
@@ -135,6 +154,8 @@ class CompiledModel:
         outputs = function(*inputs)
         if cell is not None:
             self._jax_rngs[shape] = cell.storage[0]
+        if self.mesh is not None:
+            outputs = backends.real_rows(outputs, self._output_batch_axes, rows)
         return outputs
 
     # --- state and parameters -------------------------------------------------------------

@@ -54,6 +54,8 @@ class LMEngine(CompiledModel):
     config: LMConfig
     _init_params = staticmethod(init_lm_params)
     _check_params = staticmethod(check_lm_params)
+    _batch_axes = (1, 1, 1, 2)  # x, y, mask (T, B); state (L, S, B, H)
+    _output_batch_axes = (None, None, 2, None)  # the final state
 
     def _compile(self, kind: str, shape: tuple[int, int] | None) -> Callable:
         if kind == "train":
@@ -71,7 +73,7 @@ class LMEngine(CompiledModel):
     def train_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
                    state: np.ndarray) -> StepResult:
         """One update of the parameters on batch (x, y, mask), from ``state``."""
-        cost, n, final, norm = self._train(x, x, y, mask, state)
+        cost, n, final, norm = self._train(x, y, mask, state)
         return StepResult(float(cost), float(n), np.asarray(final), float(norm))
 
     def eval_step(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray,

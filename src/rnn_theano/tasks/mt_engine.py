@@ -49,6 +49,8 @@ class MTEngine(CompiledModel):
     config: Seq2SeqConfig
     _init_params = staticmethod(init_mt_params)
     _check_params = staticmethod(check_mt_params)
+    _keyed = (0, 2)  # the source and target lengths
+    _batch_axes = (1, 1, 1, 1, 1)  # src, src_mask (S, B); y_in, y_out, mask (T, B)
 
     def _compile(self, kind: str, shape: tuple | None) -> Callable:
         if kind == "encode":
@@ -69,7 +71,7 @@ class MTEngine(CompiledModel):
 
     def train_step(self, batch: PairBatch) -> tuple[float, float, float]:
         """One update on ``batch``: its summed cross-entropy, target tokens, gradient norm."""
-        cost, n, norm = self._train((batch.src, batch.y_in), *batch)
+        cost, n, norm = self._train(*batch)
         return float(cost), float(n), float(norm)
 
     def eval_step(self, batch: PairBatch) -> tuple[float, float]:
