@@ -45,7 +45,7 @@ def lm_stream(engine):
 
 
 def lm_sentences(engine):
-    """Sentence batches of 8 rows, then a short batch of 3 (padded to the devices)."""
+    """Sentence batches of 8 rows, then a short batch of 3 (run whole, on one device)."""
     for rows in (8, 8, 3):
         lengths = RNG.integers(1, 9, rows)
         mask = lengths_mask(lengths, 8)
@@ -84,10 +84,11 @@ CASES = {
     "lm_stream": (LMEngine, LMConfig(cell="lstm", vocab_size=40, embed_dim=8, hidden_dim=8,
                                      layers=2, dropout=0.3), lm_stream),
     "lm_sentences": (LMEngine, LMConfig(cell="lstm", vocab_size=40, embed_dim=8, hidden_dim=8,
-                                        layers=2), lm_sentences),
+                                        layers=2, dropout=0.3), lm_sentences),
     "classifier": (ClassifierEngine, ClassifierConfig(cell="gru", vocab_size=30, n_classes=3,
                                                       embed_dim=6, hidden_dim=5,
-                                                      bidirectional=True), classify),
+                                                      bidirectional=True, dropout=0.3),
+                   classify),
     "translation": (MTEngine, Seq2SeqConfig(cell="gru", vocab_size=30, embed_dim=6,
                                             hidden_dim=5, target_vocab_size=30, decoder_dim=8,
                                             attention_dim=6, bidirectional=True), translate),
@@ -107,8 +108,8 @@ def trained(name, mesh):
     if mesh is not None:
         engine.distribute(mesh)
     out = steps(engine)
-    reduces = mesh is not None and all("all-reduce" in f._compiled.as_text() for (kind, _), f
-                                       in engine._functions.items() if kind == "train")
+    split = [f for f in engine._functions.values() if isinstance(f, backends.DataParallel)]
+    reduces = bool(split) and all("all-reduce" in f._compiled.as_text() for f in split)
     return engine.get_params(), engine.get_optimizer_state(), out, reduces
 
 

@@ -66,10 +66,11 @@ def text(tmp_path_factory) -> Path:
 
 
 def test_every_task_trains_over_devices_as_on_one():
-    """A few steps of each task's engine over 2 and 4 devices end where one device ends: the
-    language model in stream mode (dropout on, the state carried) and in sentence mode (a
-    short last batch padded to the devices), the classifier, the translator, the recogniser.
-    The step XLA compiles all-reduces: the batch is split, not computed on every device."""
+    """A few steps of each task's engine over 4 devices, and the language model's over 2,
+    end where one device ends, dropout masks included: the language model in stream mode
+    (the state carried) and in sentence mode, the classifier (each with a short last batch
+    that does not split and runs whole), the translator, the recogniser. The step XLA
+    compiles all-reduces: the batch is split, not computed whole on every device."""
     proc = subprocess.run([sys.executable, str(HERE / "parallel_worker.py"), "4"], env=env(4),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -86,7 +87,8 @@ def test_two_processes_train_as_one_process_with_two_devices(text, tmp_path):
     """Two processes of one device each, joined over a loopback coordinator, train the model
     one process trains over two devices; only process 0 writes the checkpoint and the log."""
     common = [*TINY_LM, "--data", str(text), "--epochs", "2", "--devices", "all"]
-    alone = train([*common, "--model-out", str(tmp_path / "alone.npz")], devices=2)
+    alone = train([*common, "--model-out", str(tmp_path / "alone.npz"),
+                   "--log-json", str(tmp_path / "alone.json")], devices=2)
     assert finished(alone)[0] == 0
     port = free_port()
     procs = [train([*common, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
@@ -96,7 +98,11 @@ def test_two_processes_train_as_one_process_with_two_devices(text, tmp_path):
         code, err = finished(proc)
         assert code == 0, err[-2000:]
     assert not (tmp_path / "p1.npz").exists() and not (tmp_path / "p1.json").exists()
-    assert json.loads((tmp_path / "p0.json").read_text())["history"]
+    histories = [json.loads((tmp_path / f"{name}.json").read_text())["history"]
+                 for name in ("alone", "p0")]
+    assert len(histories[0]) == len(histories[1]) >= 2
+    for a, b in zip(*histories):  # held-out scores of parameters trained alike
+        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=1e-5)
     a, b = (load_checkpoint(tmp_path / name) for name in ("alone.npz", "p0.npz"))
     for name, value in a.params.items():
         np.testing.assert_allclose(b.params[name], value, rtol=1e-5, atol=1e-7)
@@ -127,6 +133,20 @@ def test_a_lost_process_stops_the_other_and_the_checkpoint_resumes(text, tmp_pat
     assert code == 0, err[-2000:]
 
 
+def test_processes_given_different_settings_stop(text, tmp_path):
+    """Process 1 given another --seed (another order of the batches): both stop with one
+    error line before the first step, neither writes a checkpoint."""
+    port = free_port()
+    procs = [train([*TINY_LM, "--data", str(text), "--devices", "all", "--coordinator",
+                    f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
+                    "--seed", str(i), "--model-out", str(tmp_path / "m.npz")]) for i in (0, 1)]
+    for proc in procs:
+        code, err = finished(proc, 120)
+        assert code == 2
+        assert "differ in their settings" in one_error_line(err)
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_a_coordinator_that_never_answers_is_an_error_within_the_timeout(text, tmp_path):
     start = time.monotonic()
     proc = train([*TINY_LM, "--data", str(text), "--devices", "all", "--coordinator",
@@ -142,6 +162,7 @@ def test_a_coordinator_that_never_answers_is_an_error_within_the_timeout(text, t
     (["--devices", "two"], ["--devices", "'two'"]),
     (["--devices", "2", "--mode", "NUMBA"], ["--devices", "JAX"]),
     (["--num-processes", "2", "--process-id", "2"], ["--process-id", "0 to"]),
+    (["--num-processes", "2", "--process-id", "1"], ["--coordinator", "HOST:PORT"]),
     (["--devices", "16", "--batch-size", "16"], ["--devices 16", "more devices than JAX sees"]),
 ])
 def test_bad_device_settings(text, tmp_path, capsys, flags, needles):

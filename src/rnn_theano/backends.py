@@ -172,7 +172,8 @@ def join_processes(coordinator: str | None, num_processes: int | None, process_i
         try:
             jax.distributed.initialize(coordinator, num_processes, process_id,
                                        initialization_timeout=timeout + 60,
-                                       heartbeat_timeout_seconds=timeout + 60)
+                                       heartbeat_timeout_seconds=timeout + 60,
+                                       shutdown_timeout_seconds=timeout)
         except (ValueError, TypeError, RuntimeError) as e:
             raise UserError(f"cannot join the run's processes: {e} (give --num-processes "
                             "and --process-id where no cluster environment says them)") from None
@@ -191,6 +192,29 @@ def processes() -> tuple[int, int]:
         return 0, 1
     import jax
     return jax.process_index(), jax.process_count()
+
+
+def check_same(value: str, what: str) -> None:
+    """Refuse to go on when the processes of a run hold different ``value``s (e.g. data read
+    from different files): they would take different steps and wait on each other forever."""
+    if processes()[1] == 1:
+        return
+    import zlib
+
+    from jax.experimental import multihost_utils
+    mine = np.array([zlib.crc32(value.encode()) & 0x7FFFFFFF], dtype=np.int32)
+    if len(set(multihost_utils.process_allgather(mine).ravel().tolist())) > 1:
+        raise UserError(f"the processes of the run differ in {what}: give every process the "
+                        "same settings and the same data")
+
+
+def leave(code: int) -> None:
+    """End a process of a run over several now, when it fails alone: Python's own exit would
+    wait in JAX's shutdown for the others, which wait in their next step for this one."""
+    if processes()[1] > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def device_mesh(devices: str, batch_size: int, timeout: int) -> DeviceMesh | None:
@@ -290,7 +314,12 @@ class DataParallel:
         import jax
         fgraph = function.maker.fgraph
         self.maker, self.input_storage, self._mesh = function.maker, function.input_storage, mesh
+        jitted = getattr(function.vm.jit_fn, "__wrapped__", None)
+        if jitted is None:  # PyTensor wraps the function when shapes are scalar inputs
+            raise UserError("this model's training step has dynamic shapes and cannot be "
+                            "split over devices: train it on one device")
         n = len(batch_axes)
+        self._dtypes = [v.type.dtype for v in fgraph.inputs[:n]]
         self._cells = function.input_storage[n:]
         self._updates = {out: i - n for out, i in fgraph.update_mapping.items()}  # -> cell
         self._n_outputs = len(fgraph.outputs) - len(self._updates)
@@ -298,22 +327,26 @@ class DataParallel:
                         for v, axis in zip(fgraph.inputs, batch_axes)]
         shardings = self._inputs + [mesh.sharding()] * len(self._cells)
         donated = tuple(n + i for i in sorted(set(self._updates.values())))
-        self._jit = jax.jit(function.vm.jit_fn.__wrapped__, in_shardings=shardings,
-                            out_shardings=mesh.sharding(), donate_argnums=donated)
+        # Every output replicated: each process reads whole results (a language model's final
+        # state, a few kilobytes, to carry into its next window) without gathering them itself.
+        self._jit = jax.jit(jitted, in_shardings=shardings, out_shardings=mesh.sharding(),
+                            donate_argnums=donated)
         self._compiled: Callable | None = None
 
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
         import jax
         mesh = self._mesh
-        args = ([mesh.place(a, s) for a, s in zip(inputs, self._inputs)]
+        args = ([mesh.place(np.asarray(a, dtype=t), s)
+                 for a, t, s in zip(inputs, self._dtypes, self._inputs)]
                 + [mesh.shared(cell) for cell in self._cells])
         if self._compiled is None:  # compiled apart, so the watchdog times only the step
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "Some donated buffers were not usable")
                 self._compiled = self._jit.lower(*args).compile()
-        lost = (f"process {process_index()} lost the other processes in a training step "
-                f"(one has stopped or cannot be reached within {mesh.timeout} s); the last "
-                "checkpoint is intact: start every process again with --resume")
+        lost = (f"process {process_index()} lost the other processes in a training step (one "
+                f"has stopped, or the step took over --peer-timeout {mesh.timeout} s); the "
+                "checkpoint is whole as last saved: start every process again, with --resume "
+                "if one was saved")
         with watchdog(mesh.timeout, lost):
             try:
                 outputs = jax.block_until_ready(self._compiled(*args))
@@ -324,31 +357,6 @@ class DataParallel:
         for out, cell in self._updates.items():
             mesh.keep(self._cells[cell], outputs[out])
         return [np.asarray(o.addressable_data(0)) for o in outputs[:self._n_outputs]]
-
-
-def pad_rows(arrays: Sequence[np.ndarray], axes: Sequence[int | None],
-             multiple: int) -> tuple[list[np.ndarray], int]:
-    """``arrays`` with zero rows appended along their batch ``axes`` (None: no batch axis) up
-    to a multiple of ``multiple``, and the number of real rows. A task's zero rows (no token,
-    no frame) cost nothing, so a short last batch still splits evenly over the devices."""
-    rows = next(np.shape(a)[axis] for a, axis in zip(arrays, axes) if axis is not None)
-    extra = -rows % multiple
-    if not extra:
-        return list(arrays), rows
-    padded = []
-    for a, axis in zip(arrays, axes):
-        if axis is not None:
-            width = [(0, 0)] * np.ndim(a)
-            width[axis] = (0, extra)
-            a = np.pad(a, width)
-        padded.append(a)
-    return padded, rows
-
-
-def real_rows(arrays: Sequence[Any], axes: Sequence[int | None], rows: int) -> list[Any]:
-    """The first ``rows`` rows of each of ``arrays`` along its batch axis (None: as it is)."""
-    return [a if axis is None else np.take(a, np.arange(rows), axis=axis)
-            for a, axis in zip(arrays, list(axes) + [None] * (len(arrays) - len(axes)))]
 
 
 class _Watchdog:

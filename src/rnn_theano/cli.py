@@ -140,6 +140,7 @@ def train_config(argv: list[str] | None, kind: type[RunConfig] = TrainConfig,
         sections[name] = section(**values | flags)
     config = kind(**sections)
     config.model.check_backend()
+    config.check_devices()
     t = config.train
     backends.join_processes(t.coordinator, t.num_processes, t.process_id, t.peer_timeout)
     for name in ("model_out", "log_json"):
@@ -225,6 +226,7 @@ def run_trainer(config: RunConfig, task: Any, options: TrainerOptions,
                                 config.train.peer_timeout)
     if mesh is not None:
         task.engine.distribute(mesh)
+        _check_processes_agree(config, task)
         index, count = backends.processes()
         print(f"data-parallel over {mesh.size} devices, {config.data.batch_size // mesh.size} "
               "rows of each batch on each" + (f"; this is process {index} of {count}"
@@ -246,6 +248,16 @@ def run_trainer(config: RunConfig, task: Any, options: TrainerOptions,
                      + ("" if primary else " by process 0"), save,
                       write_log, test_extra)
     return 130 if state.get("interrupted") else 0
+
+
+def _check_processes_agree(config: RunConfig, task: Any) -> None:
+    """Refuse a run whose processes were given different settings or read different data
+    (the files each writes or resumes may differ: only process 0's are used)."""
+    settings = _run_settings(config)
+    for name in ("model_out", "log_json", "resume"):
+        settings["train"].pop(name)
+    backends.check_same(json.dumps([settings, task.n_train_tokens], sort_keys=True),
+                        "their settings or training data")
 
 
 def _check_outputs(config: RunConfig) -> None:
@@ -430,6 +442,9 @@ def train_classifier_main(argv: list[str] | None = None) -> int:
 
 def _cross_validate(config: ClassifyConfig) -> int:
     """Train and test once per fold, then the mean and spread of the folds' test scores."""
+    if backends.processes()[1] > 1:
+        raise SettingError("cross_validate", "runs in one process (it reads each fold's "
+                           "checkpoint back): train the folds one by one with --fold K")
     runs = classify.fold_runs(config)
     for run in [config, *runs]:  # the summary log is config's
         _check_outputs(run)
@@ -465,10 +480,18 @@ def _finished_fold(run: ClassifyConfig) -> dict | None:
     if not (path.is_file() and zipfile.is_zipfile(path)):
         return None
     ckpt = load_checkpoint(path, run.task)
-    if ckpt.settings.to_dict() != run.to_dict() or "test_accuracy" not in ckpt.state:
+    if _run_settings(ckpt.settings) != _run_settings(run) or "test_accuracy" not in ckpt.state:
         return None
     print(f"kept: {path} holds this fold's finished run")
     return ckpt.state
+
+
+def _run_settings(config: RunConfig) -> dict:
+    """What makes two runs the same run: their settings but where they computed."""
+    settings = config.to_dict()
+    settings["train"] = {k: v for k, v in settings["train"].items()
+                         if k not in PER_RUN_SETTINGS}
+    return settings
 
 
 def _train_classifier(config: ClassifyConfig, resumed: Checkpoint | None) -> int:

@@ -16,6 +16,7 @@ text and choices, so the parser (``cli.py``) is derived from these classes, neve
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -288,9 +289,9 @@ class TrainSettings:
     process_id: int | None = flag(None, "this process's index, 0 to N-1; process 0 writes the "
                                   "checkpoint and log (default: from the cluster's "
                                   "environment)", metavar="I", type=int, only="engine")
-    peer_timeout: int = flag(300, "seconds to wait for the other processes, when joining "
-                             "and in each step, before stopping with an error", metavar="S",
-                             only="engine")
+    peer_timeout: int = flag(300, "in a run over several processes: the seconds joining, or "
+                             "a training step, may take before the run stops with an error",
+                             metavar="S", only="engine")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -340,7 +341,16 @@ class RunConfig:
         for section in (self.data, self.train):
             refuse_foreign(section, self.model.arch, self.model.family)
         self._refuse_overwriting_inputs()
+
+    def check_devices(self) -> None:
+        """The devices and processes a training run asks for: checked when it starts, never
+        when a checkpoint is loaded (its run's devices are not the loader's)."""
         t = self.train
+        if (t.num_processes or t.process_id) and not (
+                t.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")):
+            raise SettingError("coordinator", "is needed with --num-processes and "
+                               "--process-id: give process 0's HOST:PORT (or set "
+                               "JAX_COORDINATOR_ADDRESS)")
         several = t.devices != "1" or t.coordinator or t.num_processes or t.process_id
         if several and resolve(self.model.mode, fixed_shapes=True) != "JAX":
             raise SettingError("devices", "needs the JAX backend to train over several devices "

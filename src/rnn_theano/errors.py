@@ -59,5 +59,7 @@ def user_errors(main: Main) -> Main:
         except KeyboardInterrupt:  # outside the training loop, which handles its own
             print("interrupted", file=sys.stderr)
             return 130
+        from .backends import leave
+        leave(2)  # a process of a run over several ends at once (see there)
         return 2
     return wrapper

@@ -42,12 +42,11 @@ class CompiledModel:
     # A subclass's fresh parameters for a config, and its check of given ones.
     _init_params: Callable[[Any], dict[str, np.ndarray]]
     _check_params: Callable[[Any, dict[str, np.ndarray]], None]
-    # The training step's inputs whose shapes select its compiled function (``_function``),
-    # and, to split a batch over devices (``distribute``), each training input's batch axis
-    # and each training output's (None: not per row).
+    # The training step's inputs whose shapes select its compiled function (``_function``;
+    # the first is the first input), and, to split a batch over devices (``distribute``),
+    # each training input's batch axis (None: not per row).
     _keyed: tuple[int, ...] = (0,)
     _batch_axes: tuple[int | None, ...] = ()
-    _output_batch_axes: tuple[int | None, ...] = ()
 
     def __init__(self, config: Any, params: dict[str, np.ndarray] | None = None, *,
                  mode: str | Mode = "NUMBA", optimizer: str = "sgd", learning_rate: float = 1.0,
@@ -103,7 +102,7 @@ class CompiledModel:
                 warnings.filterwarnings("ignore", "RandomGeneratorVariable .* already been used")
                 warnings.filterwarnings("ignore", "The RandomType SharedVariables")
                 function = self._compile(kind, shape)
-            if kind == "train" and self.mesh is not None:
+            if kind == "train" and self._splits(like):
                 function = self.mesh.parallel(function, self._batch_axes)
             self._functions[key] = function
             if kind == "train" and self._saved_slots:  # its state variables exist now
@@ -139,12 +138,16 @@ class CompiledModel:
         self.mesh = mesh
         self._functions = {k: f for k, f in self._functions.items() if k[0] != "train"}
 
+    def _splits(self, like: Sequence[np.ndarray]) -> bool:
+        """Whether training batches shaped like ``like`` are split over the mesh. A short last
+        batch whose rows do not divide evenly runs whole, on each process's first device
+        (every process holds the same batch and parameters), which gives one device's
+        result exactly, dropout masks included."""
+        return self.mesh is not None and not np.shape(like[0])[self._batch_axes[0]] % self.mesh.size
+
     def _train(self, *inputs: np.ndarray) -> list:
         """Run the training function for these inputs (``_keyed`` ones select it), keeping its
-        dropout stream under JAX (see ``_rng_copy``). Over several devices a short batch gets
-        zero rows up to a multiple of their number, and the outputs lose them again."""
-        if self.mesh is not None:
-            inputs, rows = backends.pad_rows(inputs, self._batch_axes, self.mesh.size)
+        dropout stream under JAX (see ``_rng_copy``)."""
         like = tuple(inputs[i] for i in self._keyed)
         function = self._function("train", *like)
         cell = _rng_copy(function) if self.static_shapes else None
@@ -154,8 +157,6 @@ class CompiledModel:
         outputs = function(*inputs)
         if cell is not None:
             self._jax_rngs[shape] = cell.storage[0]
-        if self.mesh is not None:
-            outputs = backends.real_rows(outputs, self._output_batch_axes, rows)
         return outputs
 
     # --- state and parameters -------------------------------------------------------------

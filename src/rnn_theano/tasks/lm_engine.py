@@ -55,7 +55,6 @@ class LMEngine(CompiledModel):
     _init_params = staticmethod(init_lm_params)
     _check_params = staticmethod(check_lm_params)
     _batch_axes = (1, 1, 1, 2)  # x, y, mask (T, B); state (L, S, B, H)
-    _output_batch_axes = (None, None, 2, None)  # the final state
 
     def _compile(self, kind: str, shape: tuple[int, int] | None) -> Callable:
         if kind == "train":
