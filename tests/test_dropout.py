@@ -179,3 +179,100 @@ def test_word_dropout_zeroes_whole_words_and_keeps_the_expectation() -> None:
     for a, b in ((word_kept[1:], word_kept[:-1]), (word_kept[:, 1:], word_kept[:, :-1])):
         assert abs((a == b).mean() - agree) < five_sigma(agree, a.size)
     assert _Dropout(config, None).words(e) is e  # evaluation graphs have no generator
+
+
+# --- variational, recurrent and embedding dropout (Gal & Ghahramani 2016; Merity et al.) ----
+
+VARIATIONAL = LMConfig(cell="lstm", vocab_size=C, embed_dim=4, hidden_dim=4, layers=2,
+                       dropout=0.5, variational_dropout=True, recurrent_dropout=0.4,
+                       embed_dropout=0.3, float32=False, seed=2)
+
+
+def locked_draws(mode_name: str) -> list[np.ndarray]:
+    """Two calls' locked masks on ones (T, B, H) = (30, 40, 50), and two recurrent (B, H)
+    masks, from one compiled function; the generator advances between calls."""
+    if mode_name in ("JAX", "NUMBA"):
+        backends.prepare(mode_name)
+    drop = _Dropout(VARIATIONAL, ptr.shared_rng(seed=4, name="rng"))
+    h = pt.tensor("h", dtype="float64", shape=(30, 40, 50))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The RandomType SharedVariables")
+        f = pytensor.function([h], [drop(h), drop.recurrent(40, 50)], updates=drop.updates(),
+                              mode=MODES.get(mode_name, mode_name))
+    return [np.asarray(out) for _ in range(2) for out in f(np.ones((30, 40, 50)))]
+
+
+@pytest.mark.parametrize("mode_name", ["python", "NUMBA", "JAX"])
+def test_variational_masks_are_one_per_sequence_and_keep_the_expectation(mode_name) -> None:
+    """Locked masks: every step of a row drops the same units; rows differ; kept units are
+    scaled by 1/keep so the mean is 1; a new mask at the next call. The recurrent mask is
+    one (B, H) draw per call at its own rate."""
+    locked, recurrent, locked2, _ = locked_draws(mode_name)
+    assert np.all(locked == locked[:1])  # the same at every step
+    assert not np.array_equal(locked[0, 0], locked[0, 1])  # rows differ
+    assert not np.array_equal(locked, locked2)  # steps differ
+    assert set(np.unique(locked)) == {0.0, 2.0}
+    assert abs(locked[0].mean() - 1.0) < 2 * five_sigma(0.5, 40 * 50)
+    keep = 1.0 - VARIATIONAL.recurrent_dropout
+    assert np.allclose(np.unique(recurrent), [0.0, 1.0 / keep])
+    assert abs((recurrent > 0).mean() - keep) < five_sigma(keep, 40 * 50)
+
+
+def test_jax_and_numba_masks_agree_in_distribution() -> None:
+    """From the same generator state the two backends draw masks of the same kind: locked
+    over time, the same values, rates within five standard deviations of each other. Not
+    bit for bit: JAX turns numpy's generator state into a key of its own generator."""
+    jax, numba = (locked_draws(m)[:2] for m in ("JAX", "NUMBA"))
+    for a, b in zip(jax, numba):
+        a, b = (m[0] if m.ndim == 3 else m for m in (a, b))  # one step's (B, H)
+        assert a.shape == b.shape and set(np.unique(a)) == set(np.unique(b))
+        p = (a > 0).mean()
+        assert abs(p - (b > 0).mean()) < 2 * five_sigma(p, a.size)
+
+
+@pytest.fixture(scope="module")
+def variational_engines() -> tuple[LMEngine, LMEngine, dict[str, np.ndarray]]:
+    backends.prepare("JAX")
+    params = init_lm_params(VARIATIONAL)
+    plain = dataclasses.replace(VARIATIONAL, dropout=0.0, variational_dropout=False,
+                                recurrent_dropout=0.0, embed_dropout=0.0)
+    return (LMEngine(VARIATIONAL, params, mode="JAX", learning_rate=0.0),
+            LMEngine(plain, params, mode="JAX"), params)
+
+
+def test_variational_dropout_is_the_identity_in_evaluation(variational_engines) -> None:
+    """Evaluation with every kind of dropout configured is the model without it; training
+    draws new masks at every step."""
+    dropped, plain, params = variational_engines
+    x, y, mask, state = batch(dropped.config)
+    assert dropped.eval_step(x, y, mask, state).cost == plain.eval_step(x, y, mask, state).cost
+    expected, _ = reference_cost(plain.config, params, x, y, mask, state)
+    assert dropped.eval_step(x, y, mask, state).cost == pytest.approx(expected, rel=1e-10)
+    costs = {dropped.train_step(x, y, mask, state).cost for _ in range(3)}
+    assert len(costs) == 3 and expected not in costs
+
+
+def test_embedding_dropout_drops_every_occurrence_of_a_word_alike() -> None:
+    """A batch that repeats two words many times: each word's rows are all kept (scaled by
+    1/keep) or all zero, within the batch."""
+    config = LMConfig(cell="rnn", vocab_size=50, embed_dim=6, embed_dropout=0.5, float32=False)
+    drop = _Dropout(config, ptr.shared_rng(seed=1, name="rng"))
+    x = pt.tensor("x", dtype="int32", shape=(20, 30))
+    embed = np.random.default_rng(0).normal(size=(50, 6))
+    f = pytensor.function([x], drop.embedded(pt.constant(embed), x), updates=drop.updates(),
+                          mode=MODES["python"])
+    ids = np.random.default_rng(1).integers(0, 50, (20, 30)).astype(np.int32)
+    ratio = np.asarray(f(ids)) / embed[ids]
+    for word in np.unique(ids):
+        values = ratio[ids == word]
+        assert np.allclose(values, 0.0) or np.allclose(values, 2.0), word
+    kept = [np.allclose(ratio[ids == w], 2.0) for w in np.unique(ids)]
+    assert 0 < sum(kept) < len(kept)
+
+
+def test_variational_dropout_needs_a_rate() -> None:
+    from rnn_theano.errors import SettingError
+    with pytest.raises(SettingError, match="variational_dropout"):
+        LMConfig(cell="lstm", vocab_size=C, variational_dropout=True)
+    with pytest.raises(SettingError, match="recurrent_dropout"):
+        LMConfig(cell="lstm", vocab_size=C, recurrent_dropout=1.0)

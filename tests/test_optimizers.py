@@ -254,3 +254,62 @@ def test_clipped_sgd_training_step_moves_exactly_lr_times_clip() -> None:
     assert norm < 0.05
     np.testing.assert_allclose(W.get_value(), before[0] - 0.2 * gW, rtol=1e-15)
     np.testing.assert_allclose(b.get_value(), before[1] - 0.2 * gb, rtol=1e-15)
+
+
+# --- averaged SGD (NT-ASGD) -----------------------------------------------------------------
+
+def test_averaging_keeps_the_mean_of_the_iterates_since_it_started() -> None:
+    """A tiny language model: two SGD steps, then averaging, then three steps. The averages
+    are the mean of the three parameter values after those steps, by hand; before any step
+    since the start, and without averaging, the parameters are the model's own; inside
+    ``averaged()`` the graph scores the averages, and the model's own values come back."""
+    from rnn_theano import backends
+    from rnn_theano.tasks.lm_engine import LMEngine
+    from rnn_theano.tasks.lm_graph import LMConfig
+
+    backends.prepare("JAX")
+    config = LMConfig(cell="rnn", vocab_size=6, embed_dim=3, hidden_dim=3, float32=False)
+    engine = LMEngine(config, mode="JAX", optimizer="sgd", learning_rate=0.5, average=True)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 6, (2, 5, 4)).astype(np.int32)
+    mask, state = np.ones((5, 4)), engine.initial_state(4)
+
+    def own() -> dict[str, np.ndarray]:
+        return {name: np.array(p.get_value()) for name, p in engine.params.items()}
+
+    for _ in range(2):
+        engine.train_step(x, y, mask, state)
+    assert not engine.averaging
+    np.testing.assert_equal(engine.get_params(), own())
+    engine.start_averaging()
+    assert not engine.averaging  # nothing to average before the next step
+    iterates = []
+    for _ in range(3):
+        engine.train_step(x, y, mask, state)
+        iterates.append(own())
+    assert engine.averaging
+    for name, value in engine.get_params().items():
+        expected = np.mean([it[name] for it in iterates], axis=0)
+        np.testing.assert_allclose(value, expected, rtol=1e-12)
+        assert not np.allclose(value, iterates[-1][name])  # the average, not the last
+    slots = engine.get_optimizer_state()
+    assert slots["avg_count"] == 3 and slots["avg_on"] == 1
+    averaged = LMEngine(config, engine.get_params(), mode="JAX")
+    with engine.averaged():
+        assert engine.eval_step(x, y, mask, state).cost == pytest.approx(
+            averaged.eval_step(x, y, mask, state).cost, rel=1e-12)
+    np.testing.assert_equal(own(), iterates[-1])
+
+
+@pytest.mark.parametrize("losses, interval, due", [
+    ([5.0, 4.0, 3.0, 2.0], 2, False),      # still improving
+    ([5.0, 4.0, 4.5, 4.6], 2, True),       # worse than 4.0, the best before the last 2
+    ([5.0, 4.0, 4.5, 3.9], 2, False),      # a new best
+    ([5.0, 4.5], 2, False),                # too few evaluations to compare
+    ([5.0, 4.0, 4.5, 4.6], 3, False),      # the best before the last 3 is 5.0
+])
+def test_averaging_starts_at_nt_asgd_trigger(losses, interval, due) -> None:
+    from rnn_theano.train import averaging_due
+    history = [{"valid_loss": v} for v in losses]
+    assert averaging_due(history, interval) is due
+    assert not averaging_due(history[:-1] + [{"valid_loss": 9.0, "averaging": True}], 1)

@@ -204,6 +204,13 @@ class ModelSettings(Backend):
                                 only="engine")
     dropout: float = flag(0.0, "dropout on non-recurrent connections", metavar="P",
                           only="engine")
+    variational_dropout: bool = flag(False, "draw each --dropout mask once per sequence, the "
+                                     "same units dropped at every step (Gal & Ghahramani)",
+                                     only="engine")
+    recurrent_dropout: float = flag(0.0, "dropout on the state fed back into each layer, one "
+                                    "mask per sequence", metavar="P", only="engine")
+    embed_dropout: float = flag(0.0, "drop whole word types from the embedding for a batch",
+                                metavar="P", only="engine")
     stream: bool = flag(False, "read the corpus as one token stream with <eos> per line, state "
                         "carried across windows (the LM benchmark)", only="engine")
 
@@ -266,6 +273,9 @@ class TrainSettings:
                          metavar="N", only="engine")
     eval_every: int = flag(1, "evaluate, adapt the learning rate and save every N epochs",
                            metavar="N", only="tutorial")
+    asgd: int = flag(0, "average the parameters (NT-ASGD, Merity et al. 2017) from the first "
+                     "evaluation whose held-out loss is worse than the best before the last N "
+                     "(0: off); the averages are scored and saved", metavar="N", only="engine")
     epochs: int = flag(1, "passes over the training data", metavar="N")
     seed: int = flag(0, "random seed (initialisation, held-out split, order, dropout)",
                      metavar="N")
@@ -306,7 +316,7 @@ class TrainSettings:
             raise SettingError("process_id", f"must be 0 to --num-processes - 1, got "
                                f"{self.process_id}")
         _not_negative(self, "clip_norm", "weight_decay", "patience", "decay_after",
-                      "blas_threads")
+                      "blas_threads", "asgd")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise SettingError("learning_rate", f"must be positive, got {self.learning_rate}")
         if not 0.0 < self.lr_decay <= 1.0:

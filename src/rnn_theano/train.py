@@ -20,6 +20,7 @@ sentence (``metrics``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -60,6 +61,8 @@ class Trainable(Protocol):
     def set_learning_rate(self, lr: float) -> None: ...
     def snapshot(self) -> Any: ...
     def restore(self, snapshot: Any) -> None: ...
+    def start_averaging(self) -> None: ...
+    def averaged(self) -> contextlib.AbstractContextManager: ...
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class TrainerOptions:
     eval_every: int = 1
     monitor: str = "loss"
     test_each_evaluation: bool = True  # False: the test set is scored once, after training
+    asgd: int = 0  # NT-ASGD's non-monotone interval (``averaging_due``); 0: no averaging
 
     def criterion(self, score: Score) -> float:
         """What the best model minimises."""
@@ -180,6 +184,11 @@ def _epochs(task: Trainable, options: TrainerOptions, run: _Run,
         if epoch % options.eval_every and epoch != last:
             continue
         improved = _evaluate(task, run, running, tps, log, options)
+        if options.asgd and averaging_due(run.history, options.asgd):
+            task.start_averaging()
+            run.history[-1]["averaging"] = True
+            log(f"held-out loss worse than the best before the last {options.asgd} "
+                "evaluation(s): averaging the parameters from the next step on (NT-ASGD)")
         if on_epoch:
             on_epoch(run.history)
         run.lr = options.schedule.next_lr(run.lr, epoch, run.history, improved, log)
@@ -228,10 +237,11 @@ def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
               log: Callable[[str], None], options: TrainerOptions) -> bool:
     """Score the model, append the history row, log it; returns whether it is the best."""
     fresh_train = options.schedule.watches_training_loss or running is None
-    scores = {"train": task.evaluate("train") if fresh_train else running,
-              "valid": task.evaluate("valid")}
-    if task.has_test and run.epoch > 0 and options.test_each_evaluation:
-        scores["test"] = task.evaluate("test")
+    with task.averaged():  # the averages, once averaged SGD has started
+        scores = {"train": task.evaluate("train") if fresh_train else running,
+                  "valid": task.evaluate("valid")}
+        if task.has_test and run.epoch > 0 and options.test_each_evaluation:
+            scores["test"] = task.evaluate("test")
     row = {"epoch": run.epoch, "learning_rate": run.lr}
     for split, score in scores.items():
         row.update({f"{split}_loss": score.loss, f"{split}_ppl": score.perplexity})
@@ -250,6 +260,14 @@ def _evaluate(task: Trainable, run: _Run, running: Score | None, tps: float,
     log(_describe(row, task.unit) + ("  (best)" if improved and run.epoch > 0 and options.keep_best
                           else ""))
     return improved
+
+
+def averaging_due(history: list[dict], interval: int) -> bool:
+    """NT-ASGD's trigger (Merity et al. 2017): averaging has not started, and the last
+    held-out loss is worse than the best of those before the last ``interval``."""
+    losses = [row["valid_loss"] for row in history]
+    started = any(row.get("averaging") for row in history)
+    return not started and len(losses) > interval and losses[-1] > min(losses[:-interval])
 
 
 def _describe(row: dict, unit: str) -> str:

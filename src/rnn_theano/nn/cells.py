@@ -73,17 +73,26 @@ def _gate(a: Tensor, k: int, H: int | Tensor) -> Tensor:
     return a[:, k * H:(k + 1) * H]
 
 
-def _rnn_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor) -> Tensor:
-    return _keep_padding(m_t, _tanh(xp_t + h_prev.dot(Wh)), h_prev)
+def _recurrent(h_prev: Tensor, Wh: Tensor, keep: Tensor | None) -> Tensor:
+    """h_{t-1} Wh, with the recurrent dropout mask ``keep`` (B, H) on h_{t-1} when given: the
+    same mask at every step of the sequence (Gal & Ghahramani 2016)."""
+    return (h_prev if keep is None else h_prev * keep).dot(Wh)
 
 
-def _relu_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor) -> Tensor:
-    return _keep_padding(m_t, pt.maximum(xp_t + h_prev.dot(Wh), 0.0), h_prev)
+def _rnn_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor,
+              keep: Tensor | None = None) -> Tensor:
+    return _keep_padding(m_t, _tanh(xp_t + _recurrent(h_prev, Wh, keep)), h_prev)
 
 
-def _gru_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor) -> Tensor:
+def _relu_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor,
+               keep: Tensor | None = None) -> Tensor:
+    return _keep_padding(m_t, pt.maximum(xp_t + _recurrent(h_prev, Wh, keep), 0.0), h_prev)
+
+
+def _gru_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor,
+              keep: Tensor | None = None) -> Tensor:
     H = _units(Wh)
-    a = h_prev.dot(Wh)  # (B, 3H): the one recurrent product
+    a = _recurrent(h_prev, Wh, keep)  # (B, 3H): the one recurrent product
     r = pt.sigmoid(_gate(xp_t, 0, H) + _gate(a, 0, H))
     z = pt.sigmoid(_gate(xp_t, 1, H) + _gate(a, 1, H))
     n = _tanh(_gate(xp_t, 2, H) + r * _gate(a, 2, H))
@@ -91,9 +100,9 @@ def _gru_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, Wh: Tensor) -> Tensor:
 
 
 def _lstm_step(xp_t: Tensor, m_t: Tensor, h_prev: Tensor, c_prev: Tensor,
-               Wh: Tensor) -> list[Tensor]:
+               Wh: Tensor, keep: Tensor | None = None) -> list[Tensor]:
     H = _units(Wh)
-    a = xp_t + h_prev.dot(Wh)  # (B, 4H): the one recurrent product
+    a = xp_t + _recurrent(h_prev, Wh, keep)  # (B, 4H): the one recurrent product
     i = pt.sigmoid(_gate(a, 0, H))
     f = pt.sigmoid(_gate(a, 1, H))
     g = _tanh(_gate(a, 2, H))
@@ -167,13 +176,15 @@ def project_inputs(x: Tensor, Wx: Tensor, b: Tensor | None) -> Tensor:
 
 
 def run_cell(cell: Cell, xp: Tensor, mask: Tensor, initial: Sequence[Tensor],
-             Wh: Tensor) -> list[Tensor]:
+             Wh: Tensor, keep: Tensor | None = None) -> list[Tensor]:
     """Scan ``cell`` over time: every state at every step, each (T, B, H).
 
     ``xp`` (T, B, G*H) is the projected input (``project_inputs``), ``mask`` (T, B) marks real
     tokens, ``initial`` holds the ``cell.states`` initial states (B, H). The last row of each
-    output is the final state (padding keeps it, see the module docstring).
+    output is the final state (padding keeps it, see the module docstring). ``keep`` (B, H),
+    if given, is a recurrent dropout mask (``_recurrent``).
     """
     outputs = pytensor.scan(cell.step, sequences=[xp, mask], outputs_info=list(initial),
-                            non_sequences=[Wh], strict=True, return_updates=False)
+                            non_sequences=[Wh] + ([] if keep is None else [keep]),
+                            strict=True, return_updates=False)
     return list(outputs) if cell.states > 1 else [outputs]

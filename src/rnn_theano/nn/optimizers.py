@@ -106,6 +106,25 @@ def clip_by_global_norm(grads: Sequence[Tensor], max_norm: float) -> tuple[list[
     return [g * _cast_like(g, scale) for g in grads], norm
 
 
+def averaging_updates(updates: Updates, params: Sequence, on, slots: Slots) -> Updates:
+    """Polyak averaging, the "A" of averaged SGD (Polyak & Juditsky 1992; NT-ASGD in Merity
+    et al. 2017): while the shared flag ``on`` is 1, each parameter's slot ``NAME_avg`` holds
+    the mean of its values after every step since ``on`` turned 1 (``avg_count`` of them);
+    while it is 0 nothing changes. ``updates`` are the optimizer's, whose new parameter values
+    are averaged."""
+    if "avg_count" not in slots:
+        slots["avg_count"] = pytensor.shared(np.asarray(0.0, dtype=params[0].dtype),
+                                             name="avg_count")
+    count = slots["avg_count"]
+    n = count + on
+    averaged: Updates = [(count, _cast_like(count, n))]
+    for p, new in updates:
+        if any(p is q for q in params):
+            avg = _state_like(p, "avg", slots)
+            averaged.append((avg, _cast_like(p, avg + on * (new - avg) / pt.maximum(n, 1))))
+    return averaged
+
+
 def optimizer_updates(name: str, params: Sequence, grads: Sequence[Tensor], lr: Tensor, *,
                       clip_norm: float | None = None, weight_decay: float = 0.0,
                       slots: Slots | None = None, **hyper: float) -> tuple[Updates, Tensor]:

@@ -9,10 +9,11 @@ streams are saved and restored by the same methods.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -24,7 +25,7 @@ from pytensor.compile.mode import Mode
 
 from .. import backends
 from ..errors import UserError
-from ..nn.optimizers import optimizer_updates
+from ..nn.optimizers import averaging_updates, optimizer_updates
 from ..train import Schedule, TrainerOptions
 from .lm_graph import shared_params
 
@@ -51,7 +52,8 @@ class CompiledModel:
     def __init__(self, config: Any, params: dict[str, np.ndarray] | None = None, *,
                  mode: str | Mode = "NUMBA", optimizer: str = "sgd", learning_rate: float = 1.0,
                  clip_norm: float | None = None, weight_decay: float = 0.0,
-                 optimizer_options: dict[str, float] | None = None) -> None:
+                 optimizer_options: dict[str, float] | None = None,
+                 average: bool = False) -> None:
         if params is None:
             params = self._init_params(config)
         self._check_params(config, params)
@@ -72,6 +74,10 @@ class CompiledModel:
         self.optimizer_slots: dict = {}  # one optimizer state for every compiled shape
         self._saved_slots: dict[str, np.ndarray] = {}  # from a checkpoint, set once compiled
         self.mesh: backends.DeviceMesh | None = None  # training over several devices
+        # Averaged SGD (``start_averaging``): its flag joins the optimizer's slots when training
+        # compiles, so a checkpoint's optimizer state carries it with the averages.
+        self._avg_on = pytensor.shared(np.asarray(0.0, dtype=config.dtype),
+                                       name="avg_on") if average else None
 
     # --- compiled functions (each compiled on first use) --------------------------------
 
@@ -124,6 +130,9 @@ class CompiledModel:
                                           clip_norm=self.clip_norm,
                                           weight_decay=self.weight_decay,
                                           slots=self.optimizer_slots, **self.optimizer_options)
+        if self._avg_on is not None:
+            self.optimizer_slots["avg_on"] = self._avg_on
+            updates += averaging_updates(updates, params, self._avg_on, self.optimizer_slots)
         return [*updates, *graph_updates.items()], norm
 
     def _pytensor_function(self, inputs: Sequence, outputs: Sequence,
@@ -165,8 +174,41 @@ class CompiledModel:
         self.learning_rate.set_value(np.asarray(value, dtype=self.config.dtype))
 
     def get_params(self) -> dict[str, np.ndarray]:
-        """Copies of the current parameters, by name (what a checkpoint saves)."""
+        """Copies of the current parameters, by name (what a checkpoint saves): once averaging
+        has started (``start_averaging``), their averages."""
+        if self.averaging:
+            return {name: np.array(self.optimizer_slots[f"{name}_avg"].get_value())
+                    for name in self.params}
         return {name: np.array(p.get_value()) for name, p in self.params.items()}
+
+    @property
+    def averaging(self) -> bool:
+        """Whether the parameters' averages are being kept and have a value."""
+        count = self.optimizer_slots.get("avg_count")
+        return self._avg_on is not None and count is not None and float(count.get_value()) > 0
+
+    def start_averaging(self) -> None:
+        """Average the parameters over every step from now on (an engine built with
+        ``average``); evaluation and checkpoints then use the averages."""
+        if self._avg_on is None:
+            raise UserError("this model was built without averaging: train it with --asgd")
+        self._avg_on.set_value(np.asarray(1.0, dtype=self.config.dtype))
+
+    @contextlib.contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Within the block the parameters hold their averages (once averaging has started),
+        so that the evaluation functions score them; training's own values come back after."""
+        if not self.averaging:
+            yield
+            return
+        own = {name: p.get_value() for name, p in self.params.items()}
+        for name, value in self.get_params().items():
+            self.params[name].set_value(value)
+        try:
+            yield
+        finally:
+            for name, value in own.items():
+                self.params[name].set_value(value)
 
     def get_optimizer_state(self) -> dict[str, np.ndarray]:
         """Copies of the optimizer's state (moments, step count), by name; empty for SGD."""
@@ -249,11 +291,12 @@ def _from_json(value: dict) -> Any:
 
 def engine_settings(config: Any) -> dict[str, Any]:
     """A run's settings as ``CompiledModel``'s keywords: the backend (fixed shapes), the
-    optimizer, its learning rate, clipping and weight decay."""
+    optimizer, its learning rate, clipping, weight decay and averaging."""
     train = config.train
     return dict(mode=backends.prepare(config.model.mode, fixed_shapes=True),
                 optimizer=train.optimizer, learning_rate=config.lr,
-                clip_norm=train.clip_norm or None, weight_decay=train.weight_decay)
+                clip_norm=train.clip_norm or None, weight_decay=train.weight_decay,
+                average=train.asgd > 0)
 
 
 def loadable_settings(config: Any) -> Any:
@@ -269,7 +312,7 @@ def monitored_options(config: Any, monitor: str) -> TrainerOptions:
     train = config.train
     schedule = Schedule("decay", train.lr_decay, train.decay_after)  # constant at lr-decay 1
     return TrainerOptions(train.epochs, config.lr, schedule, patience=train.patience,
-                          monitor=monitor, test_each_evaluation=False)
+                          monitor=monitor, test_each_evaluation=False, asgd=train.asgd)
 
 
 class EngineTask:
@@ -281,6 +324,12 @@ class EngineTask:
 
     def set_learning_rate(self, lr: float) -> None:
         self.engine.set_learning_rate(lr)
+
+    def start_averaging(self) -> None:
+        self.engine.start_averaging()
+
+    def averaged(self) -> contextlib.AbstractContextManager:
+        return self.engine.averaged()
 
     def snapshot(self) -> tuple[dict, dict, dict | None]:
         e = self.engine

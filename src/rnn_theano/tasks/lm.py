@@ -14,8 +14,9 @@ and both are driven by ``train.train`` through ``TutorialLM`` and ``EngineLM``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,8 @@ def graph_config(model: ModelSettings, vocab_size: int, seed: int) -> LMConfig:
                     dropout=model.dropout, tie_weights=model.tie_weights,
                     no_bias=model.no_bias, forget_bias=model.forget_bias,
                     identity_init=model.identity_init, softmax_classes=model.softmax_classes,
-                    seed=seed)
+                    seed=seed, variational_dropout=model.variational_dropout,
+                    recurrent_dropout=model.recurrent_dropout, embed_dropout=model.embed_dropout)
 
 
 def check_model(config: TrainConfig) -> None:
@@ -139,7 +141,8 @@ def trainer_options(config: TrainConfig) -> TrainerOptions:
                               eval_every=train.eval_every)
     schedule = (Schedule("decay", train.lr_decay, train.decay_after) if train.lr_decay < 1.0
                 else Schedule("plateau"))
-    return TrainerOptions(train.epochs, config.lr, schedule, patience=train.patience)
+    return TrainerOptions(train.epochs, config.lr, schedule, patience=train.patience,
+                          asgd=train.asgd)
 
 
 # --- scoring --------------------------------------------------------------------------------
@@ -198,6 +201,12 @@ class TutorialLM:
 
     def restore(self, snapshot: dict[str, np.ndarray]) -> None:
         self.model.set_params(snapshot)
+
+    def start_averaging(self) -> None:
+        raise UserError("the tutorial's model trains without averaging")  # --asgd is refused
+
+    def averaged(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
 
     def unigram_loss(self) -> float:
         return unigram_loss([y for _, y in self.splits["train"]],

@@ -13,8 +13,12 @@ L layers, H_top = H, or 2H when bidirectional)::
 Only the recurrences run inside ``scan`` (``cells.run_cell``); the embedding gather, each
 layer's input projection, the output projection and the log-softmax are each one product over
 all T*B positions. Dropout (inverted: scaled by 1/keep at training time, the identity at
-evaluation) touches only these non-recurrent connections, never the state carried in time
-(Zaremba et al. 2014).
+evaluation) touches these non-recurrent connections (Zaremba et al. 2014): a fresh mask at
+every step, or with ``variational_dropout`` one mask per sequence, the same units dropped at
+every step (Gal & Ghahramani 2016). ``recurrent_dropout`` adds such a per-sequence mask on
+the state h_{t-1} fed back into each layer, and ``embed_dropout`` drops whole word types for
+a batch (every occurrence of a dropped word reads zeros), as AWD-LSTM does (Merity et al.
+2017).
 
 Bidirectional: a second, independent stack of L layers reads the *targets* y backwards in
 time. ``x[t]`` is word t and ``y[t]`` word t+1 of a sentence, so the forward state after
@@ -94,9 +98,25 @@ class EncoderSettings:
         return 0.0
 
     @property
+    def locked(self) -> bool:
+        """Whether each dropout mask is drawn once per sequence, for every step alike."""
+        return False
+
+    @property
+    def recurrent_rate(self) -> float:
+        """The dropout rate on the state fed back into each layer (``cells._recurrent``)."""
+        return 0.0
+
+    @property
+    def embed_rate(self) -> float:
+        """The rate at which word types are dropped from the embedding for a batch."""
+        return 0.0
+
+    @property
     def draws_masks(self) -> bool:
         """Whether training draws random dropout masks (and keeps a generator for them)."""
-        return self.dropout > 0.0 or self.word_rate > 0.0
+        return (self.dropout > 0.0 or self.word_rate > 0.0 or self.recurrent_rate > 0.0
+                or self.embed_rate > 0.0)
 
     @property
     def top_dim(self) -> int:
@@ -124,9 +144,18 @@ class LMConfig(EncoderSettings):
     no_bias: bool = False
     softmax_classes: int = 0
     seed: int = 0
+    variational_dropout: bool = False
+    recurrent_dropout: float = 0.0
+    embed_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for name in ("recurrent_dropout", "embed_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise SettingError(name, f"must be in [0, 1), got {getattr(self, name)}")
+        if self.variational_dropout and not self.dropout:
+            raise SettingError("variational_dropout", "draws the --dropout masks once per "
+                               "sequence, but --dropout is 0: give it a rate")
         if self.tie_weights and self.embed_dim != self.top_dim:
             twice = ", twice the hidden size when bidirectional" if self.bidirectional else ""
             raise SettingError("tie_weights", f"needs the embedding size ({self.embed_dim}) to "
@@ -142,6 +171,18 @@ class LMConfig(EncoderSettings):
                                "class layer's word matrix is laid out by class; drop one")
         if self.identity_init and self.cell != "relu":
             raise SettingError("identity_init", f"is for the relu cell, not {self.cell}")
+
+    @property
+    def locked(self) -> bool:
+        return self.variational_dropout
+
+    @property
+    def recurrent_rate(self) -> float:
+        return self.recurrent_dropout
+
+    @property
+    def embed_rate(self) -> float:
+        return self.embed_dropout
 
     @property
     def class_size(self) -> int:
@@ -257,11 +298,13 @@ def build_lm(config: LMConfig, params: dict[str, Any], dropout_rng: Any | None =
 
     S = CELLS[config.cell].states
     initial = [[state[i, s] for s in range(S)] for i in range(config.layers)]
-    top, finals = _stack(config, params, FORWARD, drop(params["embed"][x]), mask, initial, drop)
+    top, finals = _stack(config, params, FORWARD, drop(drop.embedded(params["embed"], x)),
+                         mask, initial, drop)
 
     if config.bidirectional:
         zeros = pt.zeros((x.shape[1], config.hidden_dim), dtype=config.dtype)  # (B, H)
-        back, _ = _stack(config, params, BACKWARD, drop(params["embed"][y[::-1]]), mask[::-1],
+        back, _ = _stack(config, params, BACKWARD,
+                         drop(drop.embedded(params["embed"], y[::-1])), mask[::-1],
                          [[zeros] * S] * config.layers, drop)
         back = back[::-1]  # (T, B, H) in forward time: back[t] has read y[t], y[t+1], ...
         # Predicting y[t] may use back[t+1] only (it has not read y[t]); zero past the end.
@@ -353,10 +396,29 @@ class _Dropout:
         self.rng = rng if config.draws_masks else None
         self.next_rng = self.rng
         self.keep, self.dtype = 1.0 - config.dropout, config.dtype
-        self.keep_word = 1.0 - config.word_rate
+        self.keep_word, self.locked = 1.0 - config.word_rate, config.locked
+        self.keep_state, self.keep_type = 1.0 - config.recurrent_rate, 1.0 - config.embed_rate
 
     def __call__(self, h: Tensor) -> Tensor:
-        return self._dropped(h, self.keep, h.shape)
+        """``h`` (T, B, H) dropped: a mask per unit, or one per sequence if ``locked``."""
+        shape = (1, h.shape[1], h.shape[2]) if self.locked else h.shape
+        return self._dropped(h, self.keep, shape)
+
+    def recurrent(self, batch: Any, units: int) -> Tensor | None:
+        """A (B, H) mask for the state fed back in a layer, scaled by 1/keep (None: off)."""
+        if self.rng is None or self.keep_state == 1.0:
+            return None
+        return self._dropped(pt.ones((batch, units), dtype=self.dtype), self.keep_state,
+                             (batch, units))
+
+    def embedded(self, embed: Tensor, x: Tensor) -> Tensor:
+        """``embed[x]``, with each word type of the vocabulary dropped for the whole batch at
+        the embedding rate (every occurrence alike), the rest scaled by 1/keep."""
+        if self.rng is None or self.keep_type == 1.0:
+            return embed[x]
+        rows = self._dropped(pt.ones((embed.shape[0],), dtype=self.dtype), self.keep_type,
+                             (embed.shape[0],))
+        return embed[x] * rows[x][:, :, None]
 
     def words(self, e: Tensor) -> Tensor:
         """Word dropout on the embedded batch ``e`` (T, B, E): each word's whole vector is
@@ -388,7 +450,8 @@ def _stack(config: LMConfig, params: dict[str, Any], prefix: str, inputs: Tensor
         if i > 0:
             h = drop(h)
         xp = project_inputs(h, params[f"{prefix}{i}_Wx"], params.get(f"{prefix}{i}_b"))
-        states = run_cell(cell, xp, mask, initial[i], params[f"{prefix}{i}_Wh"])
+        keep = drop.recurrent(mask.shape[1], config.hidden_dim)
+        states = run_cell(cell, xp, mask, initial[i], params[f"{prefix}{i}_Wh"], keep)
         finals.append([s[-1] for s in states])
         h = states[0]  # the next layer reads h, never the LSTM's c
     return h, finals
