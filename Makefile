@@ -91,8 +91,8 @@ ptb-rnn ptb-lstm ptb-gru ptb-lstm-vd: ptb-%: $(STAMP)
 
 ptb-plots: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[plot]'
-	$(PY) experiments/plot_curves.py $(wildcard $(PTB_OUT)/rnn.json $(PTB_OUT)/lstm.json $(PTB_OUT)/gru.json) \
-	  --reference rnn=124.7 --reference lstm=114.5 --out $(PTB_OUT)/curves.png
+	$(PY) experiments/plot_curves.py $(wildcard $(PTB_OUT)/rnn.json $(PTB_OUT)/lstm.json $(PTB_OUT)/gru.json $(PTB_OUT)/lstm-vd.json) \
+	  --reference rnn=124.7 --reference lstm=114.5 --reference lstm-vd=114.5 --out $(PTB_OUT)/curves.png
 
 # Train a sentence classifier recipe and log every epoch to docs/classification/NAME.json.
 classify-sst2 classify-sst5 classify-trec classify-mr: classify-%: $(STAMP)
