@@ -243,7 +243,7 @@ def test_the_ptb_lstm_recipe():
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("ptb-*.toml")))
 def test_every_shipped_lm_recipe_is_an_engine_run_on_ptb(name):
     config, _ = cli.train_config(["--config", str(ROOT / "configs" / name)])
-    assert config.model.arch == name.removeprefix("ptb-").removesuffix(".toml")
+    assert config.model.arch == name.removeprefix("ptb-").removesuffix(".toml").split("-")[0]
     assert config.data.corpus == "ptb" and config.model.stream
 
 

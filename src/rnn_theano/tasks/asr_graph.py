@@ -80,8 +80,8 @@ class RecogniserConfig:
         """Input frames per output frame."""
         return 2 ** self.subsample
 
-    # What ``_Dropout`` reads.
-    word_rate = 0.0
+    # What ``_Dropout`` reads: plain dropout only.
+    word_rate, recurrent_rate, embed_rate, locked = 0.0, 0.0, 0.0, False
 
     @property
     def draws_masks(self) -> bool:
