@@ -202,13 +202,16 @@ class CompiledModel:
             yield
             return
         own = {name: p.get_value() for name, p in self.params.items()}
-        for name, value in self.get_params().items():
-            self.params[name].set_value(value)
+        self.set_params(self.get_params())
         try:
             yield
         finally:
-            for name, value in own.items():
-                self.params[name].set_value(value)
+            self.set_params(own)
+
+    def set_params(self, values: dict[str, np.ndarray]) -> None:
+        """Give the parameters these values, by name."""
+        for name, value in values.items():
+            self.params[name].set_value(value)
 
     def get_optimizer_state(self) -> dict[str, np.ndarray]:
         """Copies of the optimizer's state (moments, step count), by name; empty for SGD."""
@@ -337,8 +340,7 @@ class EngineTask:
 
     def restore(self, snapshot: tuple[dict, dict, dict | None]) -> None:
         params, optimizer, rng = snapshot
-        for name, value in params.items():
-            self.engine.params[name].set_value(value)
+        self.engine.set_params(params)
         self.engine.set_optimizer_state(optimizer)
         self.engine.set_rng_state(rng)
 
