@@ -67,9 +67,13 @@ def plot_runs(runs: list[tuple[str, dict]], out: str | Path,
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 4.6), sharey=True,
-                             squeeze=False)
-    for ax, (name, run) in zip(axes[0], runs):
+    cols = min(len(runs), 3)  # rows of three: the recipes above their regularised versions
+    rows_of_panels = -(-len(runs) // cols)
+    fig, axes = plt.subplots(rows_of_panels, cols, figsize=(5.2 * cols, 4.6 * rows_of_panels),
+                             sharey=True, squeeze=False)
+    for ax in axes.flat[len(runs):]:
+        ax.set_visible(False)
+    for ax, (name, run) in zip(axes.flat, runs):
         rows = run["history"]
         epochs = [r["epoch"] for r in rows]
         for key, label, style in (("train_ppl", "train", "--"), ("valid_ppl", "valid", "-"),
@@ -88,7 +92,8 @@ def plot_runs(runs: list[tuple[str, dict]], out: str | Path,
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("perplexity (per token, <eos> included)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("perplexity (per token, <eos> included)")
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

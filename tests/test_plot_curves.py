@@ -61,3 +61,18 @@ def test_refuses_what_is_not_a_training_log(tmp_path, capsys):
     check_user_error([str(empty), "--reference", "x=-1"], capsys, "positive number")
     check_user_error([], capsys, "the following arguments are required")
 
+
+
+def png_size(path):
+    """(width, height) in pixels from a PNG's header."""
+    head = path.read_bytes()[:24]
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_more_than_three_logs_go_in_rows_of_three(tmp_path):
+    logs = [str(training_log(tmp_path / f"run{i}.json", FLAT)) for i in range(4)]
+    two, four = tmp_path / "two.png", tmp_path / "four.png"
+    assert plot_curves.main([*logs[:2], "--out", str(two)]) == 0
+    assert plot_curves.main([*logs, "--out", str(four)]) == 0
+    (w2, h2), (w4, h4) = png_size(two), png_size(four)
+    assert abs(w4 / w2 - 3 / 2) < 0.02 and abs(h4 / h2 - 2) < 0.02
