@@ -31,10 +31,14 @@ KIM_CNN_RAND = {"sst2": 82.7, "sst5": 45.0, "trec": 91.2, "mr": 76.1}
 TREC_CLASSES = {"0": "DESC", "1": "ENTY", "2": "ABBR", "3": "HUM", "4": "LOC", "5": "NUM"}
 
 
+def rnn_theano_command() -> str:
+    """The ``rnn-theano`` installed beside this Python (its venv's), else the one on PATH."""
+    return shutil.which("rnn-theano", path=str(Path(sys.executable).parent)) or "rnn-theano"
+
+
 def train(name: str, seed: int, log: Path, extra: list[str]) -> float:
     """Run one recipe with one seed; its wall time in seconds."""
-    command = shutil.which("rnn-theano", path=str(Path(sys.executable).parent)) or "rnn-theano"
-    argv = [command, "train-classifier", "--config", f"configs/classify-{name}.toml",
+    argv = [rnn_theano_command(), "train-classifier", "--config", f"configs/classify-{name}.toml",
             "--seed", str(seed), "--log-json", str(log),
             "--model-out", f"checkpoints/classify-{name}-seed{seed}.npz", *extra]
     print("$", " ".join(argv[1:]), flush=True)

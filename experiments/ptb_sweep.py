@@ -10,8 +10,9 @@ output to ``OUT/NAME.json`` and ``OUT/NAME.log``; ``--jobs`` runs go at once (th
 one BLAS thread, so two runs share two cores with little loss each). A run whose JSON log is
 complete is not run again (``--force`` reruns it). Then it prints one Markdown row per run:
 the epochs it ran, the best validation perplexity within them, the test perplexity at that
-epoch, and the training speed (``--table``: only the table, of the logs there). The chosen settings are then trained in full by the recipe; a short run only
-ranks settings by their early progress, and says nothing of where a decay would take them.
+epoch, and the training speed (``--table``: only the table, of the logs there). The chosen
+settings are then trained in full by the recipe; a short run only ranks settings by their
+early progress, and says nothing of where a decay would take them.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from classify_results import rnn_theano_command
 from rnn_theano.errors import ArgumentParser, UserError, user_errors
 
 
@@ -43,8 +44,7 @@ def finished(log: Path, epochs: int) -> bool:
 
 
 def start(args, name: str, flags: list[str]) -> subprocess.Popen:
-    command = shutil.which("rnn-theano", path=str(Path(sys.executable).parent)) or "rnn-theano"
-    argv = [command, "train", "--config", args.config, "--epochs", str(args.epochs),
+    argv = [rnn_theano_command(), "train", "--config", args.config, "--epochs", str(args.epochs),
             "--log-json", str(args.out / f"{name}.json"),
             "--model-out", f"checkpoints/sweep-{name}.npz", *flags]
     print("$", shlex.join(argv[1:]), flush=True)
