@@ -1,7 +1,8 @@
 """Side-by-side training speed: the numpy reference, RNNTheano, the engine and a PyTorch peer.
 
     .venv/bin/python experiments/bench.py             # the full run (make bench)
-    .venv/bin/python experiments/bench.py --quick     # fewer tokens, no cold compile
+    .venv/bin/python experiments/bench.py --quick     # 3 repetitions, no cold compile
+    .venv/bin/python experiments/bench.py --alone --rounds 3 --configs c,d   # no turn-taking
     .venv/bin/python experiments/bench.py --no-peer   # without PyTorch
 
 Configurations (the same model on the same data for every implementation of a row):
@@ -42,7 +43,9 @@ label smoothing (see ``_mt_model``).
 
 Each implementation runs in a subprocess of its own (so its peak RSS is its own); those of
 one configuration run side by side and take turns through a lock file (see ``turn``), so
-their passes alternate in time and never overlap. Every subprocess tries each thread count
+their passes alternate in time and never overlap. With ``--alone`` they run one after another
+instead, each alone on the machine, ``--rounds`` times in alternating order: the median over
+the rounds is reported, with the spread of the rounds' ratios to the peer (``alone``). Every subprocess tries each thread count
 of ``--threads`` (BLAS threads through threadpoolctl, set after the first compiled call;
 ``torch.set_num_threads`` for the peer), each with warm-up repetitions and then ``--reps``
 timed repetitions over the same batches; words/s is the median. The best thread count is
@@ -827,6 +830,12 @@ def fmt(v, spec="{:,.0f}", none="-"):
     return none if v is None else spec.format(v)
 
 
+def _spread(r: dict) -> str:
+    """The lowest and highest ratio of the rounds (``--alone``), if there were several."""
+    ratios = r.get("ratio_rounds") or []
+    return f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+
+
 def table(results: dict) -> str:
     head = ("cfg", "implementation", "thr", "words/s", "vs peer", "1 vs 2 thr", "warm comp s",
             "cold comp s", "peak RSS MiB", "% GEMM", "first loss")
@@ -835,7 +844,7 @@ def table(results: dict) -> str:
         for r in c["results"]:
             by = r.get("by_threads") or {}
             rows.append((name, r["impl"], r.get("best_threads") or "-", fmt(r.get("words_per_sec")),
-                         fmt(r.get("ratio_to_peer"), "{:.2f}x"),
+                         fmt(r.get("ratio_to_peer"), "{:.2f}x") + _spread(r),
                          "/".join(fmt(by[k]["words_per_sec"]) for k in sorted(by)) or "-",
                          fmt(r.get("compile_warm_s"), "{:.2f}"),
                          fmt(r.get("compile_cold_s"), "{:.1f}"),
@@ -855,7 +864,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--configs", default="a,b,c,d,e,f",
                    help="comma-separated subset of a,b,c,d,e,f")
     p.add_argument("--quick", action="store_true",
-                   help="fewer tokens and repetitions, no cold compile")
+                   help="3 repetitions (of passes as long as the full run's), no cold compile")
     p.add_argument("--tiny", action="store_true", help="tiny models (for the test)")
     p.add_argument("--synthetic", action="store_true", help="random sentences instead of PTB "
                    "(config f: random ids instead of Multi30k)")
@@ -867,6 +876,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--tokens", type=float, default=1.0, help="scale the tokens per repetition")
     p.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
+    p.add_argument("--alone", action="store_true",
+                   help="run each implementation alone, one after another, instead of side by "
+                   "side taking turns; --rounds times, reporting the median and each round")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds of --alone (default 3)")
     p.add_argument("--no-cold", action="store_true", help="skip the cold-compile measurement")
     p.add_argument("--cold-jobs", type=int, default=2,
                    help="cold compiles run side by side, after all timed runs (default 2)")
@@ -885,7 +899,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # Tokens per repetition of each configuration: (every implementation, the numpy reference).
 # Config f's are target tokens, about 34 MFLOP each (flops_per_token): 4 batches of
-# Multi30k, 2 with --quick (one of each shape).
+# Multi30k (two of each shape).
 BUDGETS = {"a": (3000, 300), "b": (12000, 0), "c": (6000, 0), "d": (6000, 0), "e": (12000, 0),
            "f": (4000, 0)}
 
@@ -906,8 +920,7 @@ class Run:
     @property
     def scale(self) -> float:
         """Of the tokens per repetition (``BUDGETS``)."""
-        quick, tiny = 0.4 if self.args.quick else 1.0, 0.05 if self.args.tiny else 1.0
-        return self.args.tokens * quick * tiny
+        return self.args.tokens * (0.05 if self.args.tiny else 1.0)
 
     def log(self, message: str) -> None:
         print(f"[{time.perf_counter() - self.started:5.0f}s] {message}", flush=True)
@@ -952,10 +965,10 @@ def run_config(run: Run, name: str, cfg: dict) -> tuple[dict, list[tuple[dict, d
             warmup=run.args.warmup, data=str(data_np if impl == "numpy" else data),
             mode=mode, device=run.args.peer_device, lock=str(lock))
         jobs.append(([run.peer_py, str(PEER)] if impl == "pytorch" else WORKER, spec))
-    run.log(f"{name}: {', '.join(labels)} (side by side, taking turns"
-            + (f"; {source})" if source else ")") + " ...")
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        outcomes = list(pool.map(lambda job: run_subprocess(job[0], job[1], run.workdir), jobs))
+    how = (f"each alone, {run.args.rounds} rounds" if run.args.alone
+           else "side by side, taking turns")
+    run.log(f"{name}: {', '.join(labels)} ({how}" + (f"; {source})" if source else ")") + " ...")
+    outcomes = alone(run, jobs) if run.args.alone else side_by_side(run, jobs)
     cold = []
     for (impl, _), label, (_, spec), r in zip(runs, labels, jobs, outcomes):
         if impl not in ("pytorch", "numpy") and "error" not in r:
@@ -973,7 +986,45 @@ def run_config(run: Run, name: str, cfg: dict) -> tuple[dict, list[tuple[dict, d
     for r in entry["results"]:
         r["ratio_to_peer"] = (r["words_per_sec"] / peer["words_per_sec"]
                               if peer and r.get("words_per_sec") else None)
+        if r["ratio_to_peer"] and "rounds" in r:  # each round's ratio: neighbours in time
+            r["ratio_rounds"] = [a / b for a, b in zip(r["rounds"], peer["rounds"])]
     return entry, cold
+
+
+def side_by_side(run: Run, jobs: list[tuple[list[str], dict]]) -> list[dict]:
+    """The implementations' workers started together, taking turns through their lock."""
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        return list(pool.map(lambda job: run_subprocess(job[0], job[1], run.workdir), jobs))
+
+
+def alone(run: Run, jobs: list[tuple[list[str], dict]]) -> list[dict]:
+    """Each implementation's worker alone on the machine, one after another, ``--rounds``
+    times, the order reversed every other round (so that no implementation always runs
+    first); per implementation, the rounds merged (``merge_rounds``)."""
+    rounds = []
+    for i in range(run.args.rounds):
+        order = range(len(jobs)) if i % 2 == 0 else reversed(range(len(jobs)))
+        got = {j: run_subprocess(jobs[j][0], dict(jobs[j][1], lock=None), run.workdir)
+               for j in order}
+        rounds.append([got[j] for j in range(len(jobs))])
+    return [merge_rounds([r[j] for r in rounds]) for j in range(len(jobs))]
+
+
+def merge_rounds(results: list[dict]) -> dict:
+    """One implementation's rounds as one result: the first round's figures, with the words/s
+    of each thread count the median over the rounds (each round's under ``rounds``), and the
+    best thread count's rounds at the top level; the first failed round if any failed."""
+    failed = [r for r in results if "error" in r]
+    if failed:
+        return failed[0]
+    merged = results[0]
+    for threads, entry in merged["by_threads"].items():
+        per_round = [r["by_threads"][threads]["words_per_sec"] for r in results]
+        entry.update(words_per_sec=statistics.median(per_round), rounds=per_round)
+    merged["rounds"] = merged["by_threads"][best(merged)[0]]["rounds"]
+    if merged.get("compile_s") is not None:
+        merged["compile_s"] = statistics.median(r["compile_s"] for r in results)
+    return merged
 
 
 def cold_compiles(run: Run, jobs: list[tuple[dict, dict]]) -> None:
@@ -1022,7 +1073,8 @@ def start(args: argparse.Namespace, argv: list[str] | None, run: Run, source: st
     return {"engine_modes": run.modes, "peer_device": args.peer_device,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(command), "machine": machine_info(), "corpus": source,
-            "quick": args.quick, "threads_tried": run.threads, "reps": run.reps,
+            "quick": args.quick, "alone_rounds": args.rounds if args.alone else None,
+            "threads_tried": run.threads, "reps": run.reps,
             "warmup": args.warmup, "gemm_gflops_start": gemm_gflops(run.threads),
             "peer_python": run.peer_py, "cold_compile_jobs_in_parallel": args.cold_jobs,
             "memory": "peak RSS of each worker subprocess (resource.getrusage ru_maxrss), "
@@ -1038,6 +1090,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
         return 0
     modes = engine_modes(p, args.mode)
+    if args.rounds < 1:
+        p.error(f"--rounds {args.rounds}: give at least 1")
     all_cfgs = configs(args.tiny)
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
     for n in names:

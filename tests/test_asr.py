@@ -181,6 +181,31 @@ def test_train_asr_writes_a_checkpoint_and_a_log(recogniser, capsys):
     assert ckpt.settings.data.max_digits == 5  # the string generator's settings are saved
 
 
+def test_the_test_set_passes_the_network_once_for_its_score_and_both_decodings(recogniser,
+                                                                            shared_data):
+    from rnn_theano.cli import train_config
+    from rnn_theano.tasks import asr
+    config, _ = train_config(["--data-dir", str(shared_data), "--feature-cache",
+                              str(recogniser.parent / "cache"), *TINY], asr.AsrConfig,
+                             "train-asr")
+    task = asr.make_task(config, asr.load_data(config), None)
+    calls, eval_step = [], task.engine.eval_step
+    task.engine.eval_step = lambda batch: calls.append(1) or eval_step(batch)
+    score = task.evaluate("test")
+    one_pass = len(calls)
+    greedy_report, beam_report = asr.test_report(task, 1), asr.test_report(task, 3)
+    assert len(calls) == one_pass > 0
+    assert greedy_report["loss"] == beam_report["loss"] == score.loss
+    task.restore(task.snapshot())  # new parameters (here the same ones): a new pass
+    assert task.evaluate("test").error_rate == score.error_rate
+    assert len(calls) == 2 * one_pass
+    task.start_averaging()
+    with task.averaged():  # other parameters in, then the trained ones back: a pass each
+        task.evaluate("test")
+    task.evaluate("test")
+    assert len(calls) == 4 * one_pass
+
+
 def test_transcribe_prints_a_line_per_file(recogniser, shared_data, tmp_path, capsys):
     folder = tmp_path / "wavs"
     folder.mkdir()

@@ -106,6 +106,18 @@ def test_stream_vocabulary_of_a_tiny_corpus() -> None:
     assert build_stream_vocabulary([["b", "a", "b"]], max_size=3).words == (UNK, "b", EOS)
 
 
+def test_min_count_leaves_the_rare_words_to_the_unknown_word() -> None:
+    sentences = [["b", "a", "b"], ["c", "a", "d"], ["b"]]
+    full = Vocabulary.build(sentences, size=10)
+    unknown = "UNKNOWN_TOKEN"
+    assert full.words == (unknown, "SENTENCE_END", "SENTENCE_START", "b", "a", "c", "d")
+    rare_out = Vocabulary.build(sentences, size=10, min_count=2)
+    assert rare_out.words == (unknown, "SENTENCE_END", "SENTENCE_START", "b", "a")
+    assert Vocabulary.build(sentences, size=5, min_count=2).words == full.words[:5]
+    # The sentence markers stay, however rare the sentences.
+    assert Vocabulary.build(sentences, size=10, min_count=4).words == full.words[:3]
+
+
 def test_ptb_stream_has_the_standard_counts(shared_data) -> None:
     ptb = shared_data / "ptb"
     train = load_sentences(ptb / "ptb.train.txt", fmt="lines", lowercase=False)

@@ -219,6 +219,42 @@ def test_the_translator_peer_trains_on_the_engine_objective(tmp_path, peer_pytho
     assert float(proc.stdout) == pytest.approx(smoothed, rel=1e-5)
 
 
+def test_alone_runs_each_implementation_by_itself_in_alternating_order(monkeypatch, tmp_path):
+    bench = load("bench")
+    calls = []
+
+    def fake(cmd, spec, workdir, env=None, timeout=900):
+        calls.append((spec["impl"], spec["lock"]))
+        return {"by_threads": {"1": {"words_per_sec": 100.0 * len(calls)}}, "compile_s": 1.0}
+
+    monkeypatch.setattr(bench, "run_subprocess", fake)
+    run = argparse.Namespace(args=argparse.Namespace(rounds=3), workdir=tmp_path)
+    jobs = [(["engine"], {"impl": "engine", "lock": "turns.lock"}),
+            (["peer"], {"impl": "pytorch", "lock": "turns.lock"})]
+    engine, peer = bench.alone(run, jobs)
+    assert [impl for impl, _ in calls] == ["engine", "pytorch", "pytorch", "engine", "engine",
+                                           "pytorch"]
+    assert {lock for _, lock in calls} == {None}  # alone: no lock to take turns with
+    assert engine["rounds"] == [100.0, 400.0, 500.0] and peer["rounds"] == [200.0, 300.0, 600.0]
+    assert engine["by_threads"]["1"]["words_per_sec"] == 400.0  # the median of the rounds
+
+
+def test_merging_rounds_takes_medians_and_the_best_thread_count():
+    bench = load("bench")
+    rounds = [{"by_threads": {"1": {"words_per_sec": a}, "2": {"words_per_sec": b}},
+               "compile_s": c} for a, b, c in ((10.0, 30.0, 1.0), (20.0, 10.0, 3.0),
+                                               (30.0, 25.0, 2.0))]
+    merged = bench.merge_rounds(rounds)
+    assert merged["by_threads"]["1"]["words_per_sec"] == 20.0
+    assert merged["by_threads"]["2"]["words_per_sec"] == 25.0
+    assert bench.best(merged) == ("2", 25.0) and merged["rounds"] == [30.0, 10.0, 25.0]
+    assert merged["compile_s"] == 2.0
+    failed = {"error": "timed out after 900 s"}
+    assert bench.merge_rounds([rounds[0], failed]) == failed
+    r = {"ratio_rounds": [1.1, 0.9, 1.3]}
+    assert bench._spread(r) == " (0.90-1.30)" and bench._spread({}) == ""
+
+
 def test_bench_rejects_an_unknown_backend():
     proc = subprocess.run([sys.executable, str(BENCH), "--mode", "NUMBA,CUDA", "--no-peer"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -130,6 +130,14 @@ def test_each_command_refuses_the_other_tasks_checkpoint(trained, tmp_path, smal
     assert "a language-model checkpoint" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_min_count_that_leaves_no_word_is_one_line(files, tmp_path, capsys):
+    code = train(files, tmp_path / "m.npz", "--min-count", "1000")
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == ("error: --min-count 1000: no training word is seen "
+                                         "that often; lower it")
+    assert not (tmp_path / "m.npz").exists()
+
+
 @pytest.mark.parametrize("text, needle", [
     ("pos good\nneg\n", "no text"),
     ("pos a b\npos c d\n", "two"),

@@ -470,6 +470,9 @@ class ClassifierSettings(Backend):
     arch: str = flag("lstm", "recurrent cell", ARCHS[1:])
     vocab_size: int = flag(20000, "vocabulary size: the most frequent training words and the "
                            "unknown-word token (and the two sentence markers)", metavar="N")
+    min_count: int = flag(1, "words seen fewer than N times in training are read as the "
+                          "unknown word, whose vector then learns what rare words say",
+                          metavar="N")
     embed_dim: int = flag(300, "word embedding size", metavar="E")
     embed_init: float = flag(1.0, "embeddings start Uniform(-A, A): large next to Adam's "
                              "steps, so that the words' vectors stay near random ones",
@@ -488,7 +491,7 @@ class ClassifierSettings(Backend):
 
     def __post_init__(self) -> None:
         check_fields(self)
-        _positive(self, "embed_dim", "hidden_dim", "layers")
+        _positive(self, "embed_dim", "hidden_dim", "layers", "min_count")
         if self.vocab_size < 4:
             raise SettingError("vocab_size", f"must be at least 4 (a word, the unknown word "
                                f"and the two sentence markers), got {self.vocab_size}")

@@ -30,8 +30,10 @@ class Vocabulary:
         object.__setattr__(self, "_index", {w: i for i, w in enumerate(self.words)})
 
     @classmethod
-    def build(cls, sentences: Iterable[Sequence[str]], size: int) -> Vocabulary:
-        """Keep the ``size - 1`` most frequent words of ``sentences`` plus ``UNKNOWN_TOKEN``.
+    def build(cls, sentences: Iterable[Sequence[str]], size: int,
+              min_count: int = 1) -> Vocabulary:
+        """Keep the ``size - 1`` most frequent words of ``sentences`` plus ``UNKNOWN_TOKEN``,
+        of those seen at least ``min_count`` times.
 
         ``SENTENCE_START`` and ``SENTENCE_END`` are counted once per sentence, so they are
         always kept. Ties in frequency are broken alphabetically, so the result depends only
@@ -48,7 +50,9 @@ class Vocabulary:
         counts[SENTENCE_START] += n
         counts[SENTENCE_END] += n
         counts.pop(UNKNOWN_TOKEN, None)
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        markers = (SENTENCE_START, SENTENCE_END)
+        ranked = sorted(((w, c) for w, c in counts.items() if c >= min_count or w in markers),
+                        key=lambda kv: (-kv[1], kv[0]))
         return cls((UNKNOWN_TOKEN,) + tuple(w for w, _ in ranked[: size - 1]))
 
     def __len__(self) -> int:

@@ -17,6 +17,7 @@ reported separately for the isolated recordings and for the strings of each leng
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -141,10 +142,6 @@ class Frontend:
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         return self.normalised(self.features(samples))
 
-    def of_clip(self, path: Path) -> np.ndarray:
-        """A recording's normalised frames, its features from the cache."""
-        return self.normalised(self.cache(path))
-
     def normalised(self, frames: np.ndarray) -> np.ndarray:
         if self.normalise == "utterance":
             return ((frames - frames.mean(axis=0)) / (frames.std(axis=0) + 1e-5)).astype(
@@ -193,10 +190,14 @@ class AsrTask(EngineTask):
     def __post_init__(self) -> None:
         self.n_train_tokens = len(self.data.clips["train"]) + self.config.data.strings_per_epoch
         self.has_test, self.unit = True, "utterances"
-        self._frames = {c.path: self.frontend.of_clip(c.path) for part in
-                        self.data.clips.values() for c in part}
+        raw = {c.path: self.frontend.cache(c.path) for part in self.data.clips.values()
+               for c in part}
+        if self.config.model.normalise == "dataset" and self.frontend.stats is None:
+            self.frontend.fit([raw[c.path] for c in self.data.clips["train"]])
+        self._frames = {path: self.frontend.normalised(f) for path, f in raw.items()}
         self._held_out = {split: self._encode(utts) for split, utts in
                           self.data.held_out.items()}
+        self._outputs: dict[str, tuple[float, list[np.ndarray]]] = {}  # see ``posteriors``
 
     def _encode(self, utterances: Sequence[Utterance]) -> list[np.ndarray]:
         by_stem = {p.stem: p for p in self._frames}
@@ -227,6 +228,7 @@ class AsrTask(EngineTask):
         return frames, digits
 
     def train_steps(self, epoch: int) -> Iterator[Step]:
+        self._outputs.clear()
         frames, digits = self.training_utterances(epoch)
         for batch in self.batches(frames, digits, self.config.train.seed).epoch(epoch):
             result = self.engine.train_step(batch)
@@ -238,18 +240,42 @@ class AsrTask(EngineTask):
 
     def score(self, split: str, beam: int) -> tuple[Score, list[list[int]]]:
         """``split``'s score with ``beam`` (1: greedy) and each utterance's digits."""
-        if split == "train":  # the training set changes every epoch: its running score
-            raise UserError("the training set is scored while it is trained on")
         utterances = self.data.held_out[split]
-        cost, found = 0.0, [[] for _ in utterances]
-        for batch in self.batches(self._held_out[split], [u.digits for u in utterances]):
-            result = self.engine.eval_step(batch)
-            cost += result.cost
-            for b, i in enumerate(batch.rows):
-                if i >= 0:
-                    found[i] = decode(result.log_probs[:, b], result.out_mask[:, b], beam)
+        cost, posteriors = self.posteriors(split)
+        found = [decode(p, beam) for p in posteriors]
         errors, words, exact = digit_errors([u.digits for u in utterances], found)
         return Score(cost, len(utterances), exact, error_rate=errors / words), found
+
+    def posteriors(self, split: str) -> tuple[float, list[np.ndarray]]:
+        """``split``'s summed CTC cost and each utterance's (T', K) log-posteriors over its
+        real frames. Kept until the parameters change, so that the final test score and the
+        test report's greedy and beam decodings share one pass of the network."""
+        if split == "train":  # the training set changes every epoch: its running score
+            raise UserError("the training set is scored while it is trained on")
+        if split not in self._outputs:
+            utterances = self.data.held_out[split]
+            cost, found = 0.0, [np.empty(0)] * len(utterances)
+            for batch in self.batches(self._held_out[split], [u.digits for u in utterances]):
+                result = self.engine.eval_step(batch)
+                cost += result.cost
+                for b, i in enumerate(batch.rows):
+                    if i >= 0:
+                        found[i] = result.log_probs[:, b][result.out_mask[:, b] > 0]
+            self._outputs[split] = cost, found
+        return self._outputs[split]
+
+    def restore(self, snapshot: tuple[dict, dict, dict | None]) -> None:
+        super().restore(snapshot)
+        self._outputs.clear()
+
+    @contextlib.contextmanager
+    def averaged(self) -> Iterator[None]:
+        self._outputs.clear()
+        try:
+            with super().averaged():
+                yield
+        finally:
+            self._outputs.clear()
 
     def blobs(self) -> dict[str, bytes]:
         return self.frontend.stats_blob()
@@ -267,9 +293,8 @@ def utterance_batches(engine: AsrEngine, features: Sequence[np.ndarray],
                             label_multiple=8 if e.static_shapes else 1, fill=e.static_shapes)
 
 
-def decode(log_probs: np.ndarray, out_mask: np.ndarray, beam: int) -> list[int]:
-    """One row's digits from its (T', K) log-posteriors and (T',) frame mask."""
-    frames = log_probs[out_mask > 0]
+def decode(frames: np.ndarray, beam: int) -> list[int]:
+    """One utterance's digits from the (T', K) log-posteriors of its real frames."""
     labels = greedy(frames) if beam == 1 else prefix_beam_search(frames, beam)
     return [k - 1 for k in labels]
 
@@ -311,18 +336,16 @@ def test_report(task: AsrTask, beam: int) -> dict[str, float]:
 
 
 def make_task(config: AsrConfig, data: SpeechData, resumed: Checkpoint | None) -> AsrTask:
-    """The engine (fresh, or the resumed checkpoint's) and the frontend; with dataset
-    normalisation, its statistics from the training recordings (or the checkpoint's)."""
+    """The engine (fresh, or the resumed checkpoint's) and the frontend, with the checkpoint's
+    normalising statistics (a fresh run's come from its training recordings, ``AsrTask``)."""
     engine = build_engine(config, resumed.params if resumed else None)
     if resumed:
         continue_from(engine, resumed, config.train.optimizer)
     d = config.data
     cache = Path(d.feature_cache) if d.feature_cache else (
         data.clips["train"][0].path.parent.parent / "features")
-    frontend = Frontend(config, _stats(resumed) if resumed else None, cache)
-    if config.model.normalise == "dataset" and frontend.stats is None:
-        frontend.fit([frontend.cache(c.path) for c in data.clips["train"]])
-    return AsrTask(engine, config, data, frontend)
+    return AsrTask(engine, config, data, Frontend(config, _stats(resumed) if resumed else None,
+                                                  cache))
 
 
 def _stats(ckpt: Checkpoint) -> np.ndarray | None:
@@ -371,7 +394,7 @@ class Transcriber:
 
 def transcript(log_probs: np.ndarray, beam: int = 1) -> str:
     """The digit words read off one utterance's (T', K) log-posteriors."""
-    return " ".join(DIGITS[d] for d in decode(log_probs, np.ones(len(log_probs)), beam))
+    return " ".join(DIGITS[d] for d in decode(log_probs, beam))
 
 
 def plot_posteriors(frames: np.ndarray, log_probs: np.ndarray, stride: int, title: str,

@@ -160,7 +160,11 @@ def make_task(config: ClassifyConfig, splits: LabelledSplits,
             raise UserError(f"the training data has labels the checkpoint was not trained "
                             f"on: {', '.join(unseen)}; train a new classifier")
     else:
-        vocab = Vocabulary.build([e.words for e in splits.train], config.model.vocab_size)
+        vocab = Vocabulary.build([e.words for e in splits.train], config.model.vocab_size,
+                                 config.model.min_count)
+        if len(vocab) == 3:  # the unknown word and the two sentence markers only
+            raise UserError(f"--min-count {config.model.min_count}: no training word is seen "
+                            "that often; lower it")
         labels = splits.labels
     weights = class_weights(splits.train, labels) if config.train.class_weights else None
     engine = build_engine(config, vocab, labels, resumed.params if resumed else None, weights)
