@@ -186,8 +186,8 @@ def test_the_test_set_passes_the_network_once_for_its_score_and_both_decodings(r
     from rnn_theano.cli import train_config
     from rnn_theano.tasks import asr
     config, _ = train_config(["--data-dir", str(shared_data), "--feature-cache",
-                              str(recogniser.parent / "cache"), *TINY], asr.AsrConfig,
-                             "train-asr")
+                              str(recogniser.parent / "cache"), *TINY, "--asgd", "1"],
+                             asr.AsrConfig, "train-asr")  # --asgd: an engine that can average
     task = asr.make_task(config, asr.load_data(config), None)
     calls, eval_step = [], task.engine.eval_step
     task.engine.eval_step = lambda batch: calls.append(1) or eval_step(batch)
