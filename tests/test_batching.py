@@ -115,7 +115,9 @@ def test_min_count_leaves_the_rare_words_to_the_unknown_word() -> None:
     assert rare_out.words == (unknown, "SENTENCE_END", "SENTENCE_START", "b", "a")
     assert Vocabulary.build(sentences, size=5, min_count=2).words == full.words[:5]
     # The sentence markers stay, however rare the sentences.
-    assert Vocabulary.build(sentences, size=10, min_count=4).words == full.words[:3]
+    only_markers = Vocabulary.build(sentences, size=10, min_count=4)
+    assert only_markers.words == full.words[:3]
+    assert rare_out.has_words and not only_markers.has_words
 
 
 def test_ptb_stream_has_the_standard_counts(shared_data) -> None:

@@ -18,6 +18,7 @@ from ..errors import UserError
 UNKNOWN_TOKEN = "UNKNOWN_TOKEN"
 SENTENCE_START = "SENTENCE_START"
 SENTENCE_END = "SENTENCE_END"
+SPECIAL_TOKENS = (UNKNOWN_TOKEN, SENTENCE_START, SENTENCE_END)
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,9 @@ class Vocabulary:
         always kept. Ties in frequency are broken alphabetically, so the result depends only
         on the counts, never on the order of the corpus.
         """
-        if size < 3:
-            raise UserError(f"--vocab-size {size} is too small: it must be at least 3 "
-                            "(UNKNOWN_TOKEN, SENTENCE_START, SENTENCE_END)")
+        if size < len(SPECIAL_TOKENS):
+            raise UserError(f"--vocab-size {size} is too small: it must be at least "
+                            f"{len(SPECIAL_TOKENS)} ({', '.join(SPECIAL_TOKENS)})")
         counts: Counter[str] = Counter()
         n = 0
         for sentence in sentences:
@@ -57,6 +58,11 @@ class Vocabulary:
 
     def __len__(self) -> int:
         return len(self.words)
+
+    @property
+    def has_words(self) -> bool:
+        """Whether any word besides the special tokens was kept."""
+        return len(self.words) > len(SPECIAL_TOKENS)
 
     def __contains__(self, word: str) -> bool:
         return word in self._index

@@ -260,7 +260,7 @@ class AsrTask(EngineTask):
                 cost += result.cost
                 for b, i in enumerate(batch.rows):
                     if i >= 0:
-                        found[i] = result.log_probs[:, b][result.out_mask[:, b] > 0]
+                        found[i] = real_frames(result.log_probs, result.out_mask, b)
             self._outputs[split] = cost, found
         return self._outputs[split]
 
@@ -389,7 +389,12 @@ class Transcriber:
         frames = self.frontend(samples)
         batch = next(iter(utterance_batches(self.engine, [frames], [[]], 1)))
         log_probs, out_mask = self.engine.posteriors(batch.x, batch.mask)
-        return frames, log_probs[out_mask[:, 0] > 0, 0]
+        return frames, real_frames(log_probs, out_mask, 0)
+
+
+def real_frames(log_probs: np.ndarray, out_mask: np.ndarray, row: int) -> np.ndarray:
+    """Batch row ``row``'s (T', K) log-posteriors over its real output frames, padding cut."""
+    return log_probs[:, row][out_mask[:, row] > 0]
 
 
 def transcript(log_probs: np.ndarray, beam: int = 1) -> str:

@@ -162,7 +162,7 @@ def make_task(config: ClassifyConfig, splits: LabelledSplits,
     else:
         vocab = Vocabulary.build([e.words for e in splits.train], config.model.vocab_size,
                                  config.model.min_count)
-        if len(vocab) == 3:  # the unknown word and the two sentence markers only
+        if not vocab.has_words:
             raise UserError(f"--min-count {config.model.min_count}: no training word is seen "
                             "that often; lower it")
         labels = splits.labels
