@@ -118,6 +118,7 @@ def test_min_count_leaves_the_rare_words_to_the_unknown_word() -> None:
     only_markers = Vocabulary.build(sentences, size=10, min_count=4)
     assert only_markers.words == full.words[:3]
     assert rare_out.has_words and not only_markers.has_words
+    assert not Vocabulary((unknown,)).has_words and Vocabulary((unknown, "b")).has_words
 
 
 def test_ptb_stream_has_the_standard_counts(shared_data) -> None:

@@ -61,8 +61,8 @@ class Vocabulary:
 
     @property
     def has_words(self) -> bool:
-        """Whether any word besides the special tokens was kept."""
-        return len(self.words) > len(SPECIAL_TOKENS)
+        """Whether any word besides the special tokens was kept (whichever of them it has)."""
+        return any(w not in SPECIAL_TOKENS for w in self.words)
 
     def __contains__(self, word: str) -> bool:
         return word in self._index
