@@ -53,7 +53,7 @@ import sys
 import numpy as np
 
 # bench.py, beside this file (the script's folder is on sys.path), needs only numpy at import.
-from bench import initial_params, pair_arrays, timed_reps, turn
+from bench import initial_params, keep_turn_to_exit, pair_arrays, timed_reps, turn
 
 try:
     import torch
@@ -368,6 +368,7 @@ def run(spec):
                                        spec["warmup"], spec["reps"], torch.set_num_threads,
                                        spec.get("lock"))
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    keep_turn_to_exit(spec.get("lock"))
     return results
 
 

@@ -239,6 +239,27 @@ def test_alone_runs_each_implementation_by_itself_in_alternating_order(monkeypat
     assert engine["by_threads"]["1"]["words_per_sec"] == 400.0  # the median of the rounds
 
 
+def test_a_finished_worker_keeps_its_turn_until_its_process_is_gone(tmp_path):
+    """Its teardown must not run beside another worker's timed pass."""
+    import fcntl
+    lock = tmp_path / "turns.lock"
+    code = (f"import sys, time\nsys.path.insert(0, {str(BENCH.parent)!r})\nimport bench\n"
+            f"bench.keep_turn_to_exit({str(lock)!r})\nprint('held', flush=True)\n"
+            "sys.stdin.readline()\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with open(lock, "a") as fh:
+            with pytest.raises(BlockingIOError):  # the child still holds it
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            child.communicate("\n", timeout=60)  # the child returns and exits
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released with the process
+    finally:
+        child.kill()
+    assert child.returncode == 0
+
+
 def test_merging_rounds_takes_medians_and_the_best_thread_count():
     bench = load("bench")
     rounds = [{"by_threads": {"1": {"words_per_sec": a}, "2": {"words_per_sec": b}},
