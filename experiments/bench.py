@@ -467,9 +467,9 @@ def keep_turn_to_exit(lock_path: str | None) -> None:
     """Take ``turn``'s lock for the rest of this worker's life, once its figures are in.
 
     A worker's teardown (freeing XLA's or Numba's state, its thread pools) takes a core for a
-    while; outside the lock it ran during the last pass of whichever worker was still timing,
-    and that pass read 20-50% slower than its others in every configuration. The descriptor
-    is never closed: the kernel releases the lock when the process is gone.
+    while; outside the lock it ran during the last pass of whichever worker was still timing
+    and slowed that pass alone (docs/benchmarks.md, "The last pass"). The descriptor is never
+    closed: the kernel releases the lock when the process is gone.
     """
     if lock_path is None:
         return

@@ -243,7 +243,7 @@ def test_a_finished_worker_keeps_its_turn_until_its_process_is_gone(tmp_path):
     """Its teardown must not run beside another worker's timed pass."""
     import fcntl
     lock = tmp_path / "turns.lock"
-    code = (f"import sys, time\nsys.path.insert(0, {str(BENCH.parent)!r})\nimport bench\n"
+    code = (f"import sys\nsys.path.insert(0, {str(BENCH.parent)!r})\nimport bench\n"
             f"bench.keep_turn_to_exit({str(lock)!r})\nprint('held', flush=True)\n"
             "sys.stdin.readline()\n")
     child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
