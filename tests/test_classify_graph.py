@@ -30,7 +30,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLA
 C, K = 10, 3
 # (cell, pooling, bidirectional, layers): every cell, every pooling, both directions.
 MODELS = [("lstm", "final", True, 2), ("gru", "mean", True, 1), ("rnn", "max", True, 1),
-          ("relu", "mean", False, 2), ("gru", "final", False, 1), ("lstm", "max", False, 1)]
+          ("relu", "mean", False, 2), ("gru", "final", False, 1), ("lstm", "max", False, 1),
+          ("gru", "attention", True, 2), ("rnn", "attention", False, 1)]
 SENTENCES = [np.array(s, dtype=np.int32) for s in ([3, 1, 4, 1, 5], [9], [2, 6, 5],
                                                    [3, 5, 8, 9, 7, 9, 3])]
 LABELS = np.array([0, 2, 1, 2], dtype=np.int32)
@@ -97,8 +98,12 @@ def reference_log_probs(config: ClassifierConfig, P: dict, sentences) -> np.ndar
             for t in range(n):
                 steps[t].append(back[n - 1 - t])  # has read words t..n-1
         states = np.array([np.concatenate(s) for s in steps])  # (n, R)
-        rep = {"final": np.concatenate(ends), "mean": states.mean(axis=0),
-               "max": states.max(axis=0)}[config.pooling]
+        if config.pooling == "attention":
+            scores = np.tanh(states @ P["att_W"] + P["att_b"]) @ P["att_v"]  # (n,)
+            weights = np.exp(scores) / np.exp(scores).sum()
+        rep = {"final": lambda: np.concatenate(ends), "mean": lambda: states.mean(axis=0),
+               "max": lambda: states.max(axis=0),
+               "attention": lambda: weights @ states}[config.pooling]()
         rows.append(_log_softmax(rep @ P["out_W"] + P["out_b"]))
     return np.array(rows)
 
@@ -123,14 +128,19 @@ def test_parameters_are_named_and_shaped_like_the_language_model() -> None:
     assert 0.9 < np.abs(params["embed"]).max() <= 1.0 and not params["out_b"].any()
     small = init_classifier_params(dataclasses.replace(config, embed_init=0.25))["embed"]
     assert 0.2 < np.abs(small).max() <= 0.25  # Uniform(+-embed_init)
+    attending = init_classifier_params(dataclasses.replace(config, pooling="attention"))
+    assert {k: v.shape for k, v in attending.items() if k.startswith("att_")} == {
+        "att_W": (8, 8), "att_b": (8,), "att_v": (8,)}
+    assert all(np.array_equal(attending[k], v) for k, v in params.items())  # drawn last
     check_classifier_params(config, params)
     with pytest.raises(UserError, match="out_W"):
         check_classifier_params(config, {**params, "out_W": np.zeros((4, K))})
 
 
 def test_log_probs_match_the_unbatched_numpy_forward_pass(model: Model) -> None:
-    """'final' reads each row's last real step and the backward stack's first word, 'mean'
-    and 'max' pool over the real steps only: padding (random words here) is never read."""
+    """'final' reads each row's last real step and the backward stack's first word, 'mean',
+    'max' and 'attention' pool over the real steps only: padding (random words here) is never
+    read."""
     x, mask = padded(SENTENCES, T=9)
     out = model(x, mask, LABELS)
     expected = reference_log_probs(model.config, model.values(), SENTENCES)

@@ -29,6 +29,7 @@ from .data.parallel import SUBWORD_MODELS
 from .errors import SettingError, UserError
 from .nn.optimizers import OPTIMIZERS
 from .tasks.asr_graph import ASR_CELLS
+from .tasks.classify_graph import POOLINGS
 from .tasks.mt_graph import ATTENTIONS, INIT_STATES
 from .tutorial.numpy_rnn import ACTIVATIONS, TRUNCATIONS
 
@@ -413,9 +414,6 @@ SECTIONS = TrainConfig.sections()
 
 # --- sentence classification ------------------------------------------------------------
 
-POOLINGS = ("final", "mean", "max")
-
-
 @dataclass(frozen=True)
 class ClassifyDataSettings:
     """The labelled sentences a classifier is trained, tuned and tested on."""
@@ -480,8 +478,8 @@ class ClassifierSettings(Backend):
     hidden_dim: int = flag(150, "state size of each direction", metavar="H")
     layers: int = flag(1, "stacked recurrent layers", metavar="N")
     bidirectional: bool = flag(True, "add a stack that reads right to left")
-    pooling: str = flag("max", "the sentence as its final state(s), or the mean or max over "
-                        "time of the top states", POOLINGS)
+    pooling: str = flag("max", "the sentence as its final state(s), or the mean, max or "
+                        "attention-weighted mean over time of the top states", POOLINGS)
     dropout: float = flag(0.5, "dropout on the embeddings and the sentence vector", metavar="P")
     word_dropout: float = flag(0.0, "in training, leave out each word of a sentence with "
                                "probability P (its whole embedding zeroed)", metavar="P")

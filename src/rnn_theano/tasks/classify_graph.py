@@ -19,11 +19,16 @@ rows (padding first, keeping its zero state), ends after reading the first word.
 * ``mean``: the mean over the real steps of the top states, the backward ones put back in
   forward time so that step t joins the state after word t from each side;
 * ``max``: their elementwise maximum over the real steps (padding cannot win: it is set to a
-  large negative number first).
+  large negative number first);
+* ``attention``: their weighted mean over the real steps, the weights a softmax over the
+  steps of ``tanh(h_t att_W + att_b) . att_v`` (Yang et al. 2016, Zhou et al. 2016): the
+  network learns which words to listen to, where ``mean`` listens to all alike.
 
 Parameters: ``embed`` (C, E) Uniform(+-``embed_init``), the cells ``l{i}_Wx/Wh/b`` (and
 ``back{i}_*``) named and initialised as the language model's, ``out_W`` (R, K)
-Uniform(+-1/sqrt(R)) and ``out_b`` (K,) zero.
+Uniform(+-1/sqrt(R)) and ``out_b`` (K,) zero; with attention also ``att_W`` (R, R) and
+``att_v`` (R,) Uniform(+-1/sqrt(R)) and ``att_b`` (R,) zero, drawn after the others so that
+the other poolings start from the same numbers with or without it.
 
 ``class_weights`` (K,) weigh each row's cross-entropy by its label's weight (all ones: the
 plain summed cross-entropy); the engine trains on ``cost / weight``, the weighted mean.
@@ -44,7 +49,7 @@ from .lm_graph import (FORWARD, BACKWARD, EncoderSettings, _Dropout, _stack,
                        init_output)
 
 Tensor = pt.TensorVariable
-POOLINGS = ("final", "mean", "max")
+POOLINGS = ("final", "mean", "max", "attention")
 
 # Padding's value before max pooling: far below any state a cell reaches (|h| <= 1 for the
 # saturating cells), so the maximum of a row is always one of its real steps.
@@ -88,6 +93,11 @@ def init_classifier_params(config: ClassifierConfig) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(config.seed)
     params = init_encoder(config, rng, config.embed_init)
     params |= init_output(rng, config.top_dim, config.n_classes)
+    if config.pooling == "attention":
+        R = config.top_dim
+        scale = 1.0 / np.sqrt(R)
+        params |= {"att_W": rng.uniform(-scale, scale, (R, R)), "att_b": np.zeros(R),
+                   "att_v": rng.uniform(-scale, scale, R)}
     return {k: v.astype(config.dtype) for k, v in params.items()}
 
 
@@ -159,5 +169,17 @@ def _represent(config: ClassifierConfig, params: dict[str, Any], e: Tensor, mask
     m = mask[:, :, None]
     if config.pooling == "mean":
         return (states * m).sum(axis=0) / pt.maximum(mask.sum(axis=0), 1)[:, None]
+    if config.pooling == "attention":
+        return (states * _attention(config, params, states, mask)[:, :, None]).sum(axis=0)
     pooled = pt.where(m > 0, states, np.asarray(_NEG, dtype=config.dtype)).max(axis=0)
     return pt.where(real[:, None] > 0, pooled, 0)  # an empty row: zero, not -1e9
+
+
+def _attention(config: ClassifierConfig, params: dict[str, Any], states: Tensor,
+               mask: Tensor) -> Tensor:
+    """(T, B) weights of the steps of ``states`` (T, B, R): a softmax over each row's real
+    steps of their scores; zero on padding, and on every step of an empty row."""
+    scores = pt.tanh(states.dot(params["att_W"]) + params["att_b"]).dot(params["att_v"])
+    # The max over padding too only steadies exp: the scores are bounded by sum |att_v|.
+    e = pt.exp(scores - scores.max(axis=0, keepdims=True)) * mask
+    return e / pt.maximum(e.sum(axis=0, keepdims=True), np.asarray(1e-30, config.dtype))
