@@ -110,7 +110,8 @@ def reference_log_probs(config: ClassifierConfig, P: dict, sentences) -> np.ndar
 
 def test_config_refuses_impossible_settings() -> None:
     for field, value in [("cell", "tree"), ("n_classes", 1), ("pooling", "sum"),
-                         ("dropout", 1.0), ("hidden_dim", 0), ("layers", 0)]:
+                         ("dropout", 1.0), ("hidden_dim", 0), ("layers", 0),
+                         ("recurrent_dropout", 1.0), ("variational_dropout", True)]:
         with pytest.raises(SettingError) as error:
             ClassifierConfig(**{field: value})
         assert error.value.setting == field
@@ -233,6 +234,23 @@ def test_engine_steps_on_the_weighted_mean_cross_entropy(reference_model: Model)
                                    atol=1e-12, err_msg=name)
     with pytest.raises(UserError, match="class weights"):
         ClassifierEngine(reference_model.config, class_weights=[1.0, -1.0, 1.0])
+
+
+@pytest.mark.parametrize("change", [dict(recurrent_dropout=0.5), dict(embed_dropout=0.5),
+                                    dict(dropout=0.5, variational_dropout=True)],
+                         ids=["recurrent", "embedding", "variational"])
+def test_the_language_models_dropouts_reach_the_classifier(change: dict) -> None:
+    """Each of them alone makes every training step's cost its own (new masks each step) and
+    leaves evaluation the model without dropout."""
+    plain = small_config("lstm", "max", True, 2)
+    params = init_classifier_params(plain)
+    x, mask = padded(SENTENCES, T=8)
+    expected = reference_log_probs(plain, params, SENTENCES)[np.arange(4), LABELS].sum()
+    engine = ClassifierEngine(dataclasses.replace(plain, **change), params,
+                              mode="FAST_COMPILE", optimizer="sgd", learning_rate=0.0)
+    assert engine.eval_step(x, mask, LABELS).cost == pytest.approx(-expected, rel=1e-10)
+    costs = {engine.train_step(x, mask, LABELS).cost for _ in range(3)}
+    assert len(costs) == 3 and all(c != pytest.approx(-expected, rel=1e-6) for c in costs)
 
 
 def test_class_batches_bucket_pad_and_keep_labels() -> None:

@@ -218,6 +218,17 @@ def test_variational_masks_are_one_per_sequence_and_keep_the_expectation(mode_na
     assert abs((recurrent > 0).mean() - keep) < five_sigma(keep, 40 * 50)
 
 
+def test_a_locked_mask_on_one_vector_per_sequence_is_one_per_unit() -> None:
+    """A (B, H) input, one vector per sequence (the classifier's sentence vector), gets a mask
+    per unit and row under locked dropout: there are no steps to share one across."""
+    drop = _Dropout(VARIATIONAL, ptr.shared_rng(seed=4, name="rng"))
+    v = pt.tensor("v", dtype="float64", shape=(40, 50))
+    f = pytensor.function([v], drop(v), updates=drop.updates(), mode=MODES["python"])
+    dropped = np.asarray(f(np.ones((40, 50))))
+    assert set(np.unique(dropped)) == {0.0, 2.0}
+    assert not np.array_equal(dropped[0], dropped[1])
+
+
 def test_jax_and_numba_masks_agree_in_distribution() -> None:
     """From the same generator state the two backends draw masks of the same kind: locked
     over time, the same values, rates within five standard deviations of each other. Not

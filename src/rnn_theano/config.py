@@ -165,6 +165,13 @@ class DataSettings:
         return {"data": self.data, "valid": self.valid, "test": self.test}
 
 
+# The language model's and the classifier's further dropouts (``lm_graph.SequenceDropout``).
+_VARIATIONAL_HELP = ("draw each --dropout mask once per sequence, the same units dropped at "
+                     "every step (Gal & Ghahramani)")
+_RECURRENT_HELP = "dropout on the state fed back into each layer, one mask per sequence"
+_EMBED_DROPOUT_HELP = "drop whole word types from the embedding for a batch"
+
+
 @dataclass(frozen=True)
 class ModelSettings(Backend):
     """The network, and how it reads text: what a checkpoint rebuilds the model from."""
@@ -205,13 +212,9 @@ class ModelSettings(Backend):
                                 only="engine")
     dropout: float = flag(0.0, "dropout on non-recurrent connections", metavar="P",
                           only="engine")
-    variational_dropout: bool = flag(False, "draw each --dropout mask once per sequence, the "
-                                     "same units dropped at every step (Gal & Ghahramani)",
-                                     only="engine")
-    recurrent_dropout: float = flag(0.0, "dropout on the state fed back into each layer, one "
-                                    "mask per sequence", metavar="P", only="engine")
-    embed_dropout: float = flag(0.0, "drop whole word types from the embedding for a batch",
-                                metavar="P", only="engine")
+    variational_dropout: bool = flag(False, _VARIATIONAL_HELP, only="engine")
+    recurrent_dropout: float = flag(0.0, _RECURRENT_HELP, metavar="P", only="engine")
+    embed_dropout: float = flag(0.0, _EMBED_DROPOUT_HELP, metavar="P", only="engine")
     stream: bool = flag(False, "read the corpus as one token stream with <eos> per line, state "
                         "carried across windows (the LM benchmark)", only="engine")
 
@@ -483,6 +486,9 @@ class ClassifierSettings(Backend):
     dropout: float = flag(0.5, "dropout on the embeddings and the sentence vector", metavar="P")
     word_dropout: float = flag(0.0, "in training, leave out each word of a sentence with "
                                "probability P (its whole embedding zeroed)", metavar="P")
+    variational_dropout: bool = flag(False, _VARIATIONAL_HELP)
+    recurrent_dropout: float = flag(0.0, _RECURRENT_HELP, metavar="P")
+    embed_dropout: float = flag(0.0, _EMBED_DROPOUT_HELP, metavar="P")
     keep_case: bool = flag(False, "do not lowercase words")
     mode: str = flag("AUTO", "PyTensor backend (AUTO: JAX when jax is installed, else NUMBA)",
                      MODES)

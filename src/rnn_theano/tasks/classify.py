@@ -47,7 +47,10 @@ def graph_config(config: ClassifyConfig, vocab_size: int, n_classes: int) -> Cla
                             embed_dim=m.embed_dim, hidden_dim=m.hidden_dim, layers=m.layers,
                             bidirectional=m.bidirectional, pooling=m.pooling,
                             dropout=m.dropout, seed=config.train.seed,
-                            embed_init=m.embed_init, word_dropout=m.word_dropout)
+                            embed_init=m.embed_init, word_dropout=m.word_dropout,
+                            variational_dropout=m.variational_dropout,
+                            recurrent_dropout=m.recurrent_dropout,
+                            embed_dropout=m.embed_dropout)
 
 
 def check_model(config: ClassifyConfig) -> None:

@@ -3,7 +3,7 @@
 The graph for a time-major batch of T steps and B rows (C words, E embedding, H hidden units,
 L layers, K classes, R = H, or 2H when bidirectional)::
 
-    e = embed[x]                                    (T, B, E)   word dropout, dropout
+    e = embed[x]                                    (T, B, E)   embedding, word, dropout
     fwd = forward stack over e, zero initial state  (T, B, H)   (``lm_graph._stack``)
     back = backward stack over e[::-1]              (T, B, H)   bidirectional only
     rep = pool(fwd, back)                           (B, R)      dropout
@@ -44,7 +44,7 @@ import pytensor.tensor as pt
 
 from ..errors import SettingError
 from ..nn.cells import CELLS
-from .lm_graph import (FORWARD, BACKWARD, EncoderSettings, _Dropout, _stack,
+from .lm_graph import (FORWARD, BACKWARD, EncoderSettings, SequenceDropout, _Dropout, _stack,
                        _target_log_prob, check_param_shapes, init_encoder,
                        init_output)
 
@@ -57,7 +57,7 @@ _NEG = -1e9
 
 
 @dataclass(frozen=True)
-class ClassifierConfig(EncoderSettings):
+class ClassifierConfig(SequenceDropout, EncoderSettings):
     """Everything that defines the classifier: what a checkpoint records to rebuild it.
 
     Fields in order: ``EncoderSettings``'s (cell, vocab_size, embed_dim, hidden_dim, layers,
@@ -70,9 +70,13 @@ class ClassifierConfig(EncoderSettings):
     float32: bool = True
     embed_init: float = 1.0  # embeddings start Uniform(+-embed_init): see ClassifierSettings
     word_dropout: float = 0.0  # training drops each word of a sentence with this probability
+    variational_dropout: bool = False  # the language model's three (``SequenceDropout``)
+    recurrent_dropout: float = 0.0
+    embed_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.check_sequence_dropout()
         if not 0.0 <= self.word_dropout < 1.0:
             raise SettingError("word_dropout", f"must be in [0, 1), got {self.word_dropout}")
         if not self.embed_init > 0:
@@ -139,7 +143,7 @@ def build_classifier(config: ClassifierConfig, params: dict[str, Any],
     drop = _Dropout(config, dropout_rng)
 
     real = mask.max(axis=0)  # (B,): 1 for a row with a real token, 0 for an empty one
-    e = drop(drop.words(params["embed"][x]))
+    e = drop(drop.words(drop.embedded(params["embed"], x)))
     rep = drop(_represent(config, params, e, mask, real, drop))
     logits = rep.dot(params["out_W"]) + params["out_b"]  # (B, K)
     weights = class_weights[labels] * real  # (B,)

@@ -129,8 +129,40 @@ class EncoderSettings:
         return (FORWARD, BACKWARD) if self.bidirectional else (FORWARD,)
 
 
+class SequenceDropout:
+    """The dropouts beyond ``EncoderSettings.dropout`` that a model reading whole sequences
+    offers (the language model, the classifier): its dataclass declares the fields
+    ``variational_dropout: bool``, ``recurrent_dropout: float`` and ``embed_dropout: float``,
+    lists this class before ``EncoderSettings`` and calls ``check_sequence_dropout``."""
+
+    variational_dropout: bool
+    recurrent_dropout: float
+    embed_dropout: float
+    dropout: float
+
+    def check_sequence_dropout(self) -> None:
+        for name in ("recurrent_dropout", "embed_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise SettingError(name, f"must be in [0, 1), got {getattr(self, name)}")
+        if self.variational_dropout and not self.dropout:
+            raise SettingError("variational_dropout", "draws the --dropout masks once per "
+                               "sequence, but --dropout is 0: give it a rate")
+
+    @property
+    def locked(self) -> bool:
+        return self.variational_dropout
+
+    @property
+    def recurrent_rate(self) -> float:
+        return self.recurrent_dropout
+
+    @property
+    def embed_rate(self) -> float:
+        return self.embed_dropout
+
+
 @dataclass(frozen=True)
-class LMConfig(EncoderSettings):
+class LMConfig(SequenceDropout, EncoderSettings):
     """Everything that defines the network: what a checkpoint records to rebuild it.
 
     Fields in order: ``EncoderSettings``'s (cell, vocab_size, embed_dim, hidden_dim, layers,
@@ -150,12 +182,7 @@ class LMConfig(EncoderSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("recurrent_dropout", "embed_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise SettingError(name, f"must be in [0, 1), got {getattr(self, name)}")
-        if self.variational_dropout and not self.dropout:
-            raise SettingError("variational_dropout", "draws the --dropout masks once per "
-                               "sequence, but --dropout is 0: give it a rate")
+        self.check_sequence_dropout()
         if self.tie_weights and self.embed_dim != self.top_dim:
             twice = ", twice the hidden size when bidirectional" if self.bidirectional else ""
             raise SettingError("tie_weights", f"needs the embedding size ({self.embed_dim}) to "
@@ -171,18 +198,6 @@ class LMConfig(EncoderSettings):
                                "class layer's word matrix is laid out by class; drop one")
         if self.identity_init and self.cell != "relu":
             raise SettingError("identity_init", f"is for the relu cell, not {self.cell}")
-
-    @property
-    def locked(self) -> bool:
-        return self.variational_dropout
-
-    @property
-    def recurrent_rate(self) -> float:
-        return self.recurrent_dropout
-
-    @property
-    def embed_rate(self) -> float:
-        return self.embed_dropout
 
     @property
     def class_size(self) -> int:
@@ -400,8 +415,9 @@ class _Dropout:
         self.keep_state, self.keep_type = 1.0 - config.recurrent_rate, 1.0 - config.embed_rate
 
     def __call__(self, h: Tensor) -> Tensor:
-        """``h`` (T, B, H) dropped: a mask per unit, or one per sequence if ``locked``."""
-        shape = (1, h.shape[1], h.shape[2]) if self.locked else h.shape
+        """``h`` (T, B, H) dropped: a mask per unit, or one per sequence if ``locked``; ``h``
+        (B, H), one vector per sequence, gets a mask per unit either way."""
+        shape = (1, h.shape[1], h.shape[2]) if self.locked and h.ndim == 3 else h.shape
         return self._dropped(h, self.keep, shape)
 
     def recurrent(self, batch: Any, units: int) -> Tensor | None:
