@@ -181,6 +181,32 @@ def test_train_asr_writes_a_checkpoint_and_a_log(recogniser, capsys):
     assert ckpt.settings.data.max_digits == 5  # the string generator's settings are saved
 
 
+def test_vtlp_warps_every_training_utterance_and_nothing_else(shared_data, tmp_path):
+    """The same epoch with and without --vtlp: the same utterances (digits, frame counts),
+    each heard warped; without it the recordings' frames are the cached ones."""
+    import dataclasses
+    from rnn_theano.cli import train_config
+    from rnn_theano.data.audio import AudioReader
+    from rnn_theano.data.speech import fsdd_clips
+    from rnn_theano.tasks import asr
+    clips = [c for c in fsdd_clips(shared_data / "fsdd" / "recordings")
+             if c.speaker == "jackson"][:12]
+    data = asr.SpeechData({"train": clips, "valid": [], "test": []},
+                          {c.path: AudioReader(8000)(c.path) for c in clips},
+                          {"valid": [], "test": []}, "twelve recordings")
+    config, _ = train_config(["--feature-cache", str(tmp_path), *TINY, "--strings-per-epoch",
+                              "5"], asr.AsrConfig, "train-asr")
+    warped_config = dataclasses.replace(config, data=dataclasses.replace(config.data, vtlp=0.2))
+    task = asr.make_task(config, data, None)
+    plain, warped = (task.training_utterances(0),
+                     asr.make_task(warped_config, data, None).training_utterances(0))
+    assert plain[1] == warped[1] and len(plain[0]) == 12 + 5
+    assert [f.shape for f in plain[0]] == [f.shape for f in warped[0]]
+    assert not any(np.allclose(a, b) for a, b in zip(plain[0], warped[0]))
+    np.testing.assert_array_equal(plain[0][0],
+                                  task.frontend.normalised(task.frontend.cache(clips[0].path)))
+
+
 def test_the_test_set_passes_the_network_once_for_its_score_and_both_decodings(recogniser,
                                                                             shared_data):
     from rnn_theano.cli import train_config

@@ -5,12 +5,13 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import soundfile
 
 from rnn_theano.data import datasets
-from rnn_theano.data.audio import AudioReader, FeatureCache, Features, resample
+from rnn_theano.data.audio import AudioReader, FeatureCache, Features, resample, vtlp_warp
 from rnn_theano.data.speech import (DigitStrings, UtteranceBatches, bucket, fsdd_clips,
                                     split_clips)
 from rnn_theano.errors import UserError
@@ -88,6 +89,24 @@ def test_features_are_log_mel_frames_every_10_ms(recordings):
     louder, loud = Features()(2 * samples), frames > np.log(1e-7)
     assert loud.mean() > 0.2
     np.testing.assert_allclose(louder[loud] - frames[loud], np.log(4), atol=1e-3)
+
+
+def test_vtlp_moves_a_tone_by_the_factor_and_keeps_the_frames():
+    """A 1 kHz tone (below the knee) lands on the band of alpha x 1 kHz; the identity warp
+    changes nothing; the Nyquist bin stays; the frames keep their number."""
+    power = np.random.default_rng(0).random((129, 7))
+    np.testing.assert_allclose(vtlp_warp(power, 1.0), power, rtol=1e-12)
+    for alpha in (0.9, 1.1):
+        np.testing.assert_allclose(vtlp_warp(power, alpha)[[0, -1]], power[[0, -1]])
+    tone = np.sin(2 * np.pi * 1000 * np.arange(8000) / 8000).astype(np.float32)
+    features = Features()
+    peak = {alpha: features(tone, alpha)[20].argmax() for alpha in (0.85, 1.0, 1.15)}
+    assert peak[1.0] == features(tone)[20].argmax()
+    assert peak[0.85] < peak[1.0] < peak[1.15]
+    centres = librosa.mel_frequencies(features.n_mels + 2, fmax=4000)[1:-1]
+    for alpha, band in peak.items():
+        assert abs(centres[band] - 1000 * alpha) < 40, (alpha, centres[band])  # half a band
+    assert features(tone, 1.15).shape == features(tone).shape
 
 
 def test_the_cache_computes_a_file_once(tmp_path, recordings):

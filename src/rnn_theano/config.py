@@ -709,6 +709,9 @@ class AsrDataSettings:
                         metavar="A")
     speed: float = flag(0.0, "speed perturbation of training audio: each recording resampled "
                         "by a factor in [1-S, 1+S] (0: off)", metavar="S")
+    vtlp: float = flag(0.0, "vocal tract length perturbation of training audio: each "
+                       "utterance's spectrum stretched by a factor in [1-A, 1+A] below a knee "
+                       "at 80%% of the Nyquist frequency (0: off)", metavar="A")
     time_masks: int = flag(0, "SpecAugment: training frames masked in N blocks per utterance",
                            metavar="N")
     time_mask_frames: int = flag(10, "longest time mask", metavar="F")
@@ -729,8 +732,9 @@ class AsrDataSettings:
         if self.gap_min_ms > self.gap_max_ms:
             raise SettingError("gap_min_ms", f"{self.gap_min_ms} is more than {{others}} "
                                f"{self.gap_max_ms}", ("gap_max_ms",))
-        if not 0.0 <= self.speed < 0.5:
-            raise SettingError("speed", f"must be in [0, 0.5), got {self.speed}")
+        for name in ("speed", "vtlp"):
+            if not 0.0 <= getattr(self, name) < 0.5:
+                raise SettingError(name, f"must be in [0, 0.5), got {getattr(self, name)}")
 
     def inputs(self) -> dict[str, str | None]:
         return {}

@@ -8,7 +8,8 @@ truncated one (its header promises more audio than the file holds) and an empty 
 
 ``Features`` turns samples into frames: log-mel filterbank energies over 25 ms windows every
 10 ms (``n_mels`` bands up to the Nyquist frequency), optionally with their first and second
-differences (deltas). ``FeatureCache`` keeps each file's frames as a ``.npy`` beside the
+differences (deltas); with a ``warp`` factor other than 1 the spectrum's frequency axis is
+stretched first (``vtlp_warp``). ``FeatureCache`` keeps each file's frames as a ``.npy`` beside the
 others of the same settings, so a dataset's features are computed once.
 """
 
@@ -101,6 +102,24 @@ def _reason(error: Exception) -> str:
     return text.strip().rstrip(".") or type(error).__name__
 
 
+def vtlp_warp(power: np.ndarray, alpha: float, knee: float = 0.8) -> np.ndarray:
+    """The power spectrum ``power`` (bins from 0 to the Nyquist frequency N, frames) with its
+    frequency axis warped as vocal tract length perturbation does (Jaitly & Hinton 2013):
+    the energy at f moves to alpha f up to a knee, and from there on a straight line that
+    keeps N at N, so no band leaves the spectrum. The knee lies at ``knee`` N x min(alpha, 1)
+    / alpha. Each warped bin reads the spectrum at the inverse of the warp, interpolated
+    linearly between the two nearest bins."""
+    bins = power.shape[0]
+    f = np.arange(bins) / (bins - 1)  # each bin's frequency, as a fraction of N
+    bend = knee * min(alpha, 1.0) / alpha  # the knee before warping; alpha bend after it
+    source = np.where(f <= alpha * bend, f / alpha,
+                      bend + (f - alpha * bend) * (1 - bend) / (1 - alpha * bend))
+    position = source * (bins - 1)
+    low = np.minimum(np.floor(position).astype(int), bins - 2)
+    frac = (position - low)[:, None]
+    return power[low] * (1 - frac) + power[low + 1] * frac
+
+
 @dataclass(frozen=True)
 class Features:
     """Log-mel filterbank frames of audio at ``sample_rate`` (see the module docstring)."""
@@ -120,14 +139,21 @@ class Features:
     def hop(self) -> int:
         return round(self.sample_rate * self.hop_ms / 1000)
 
-    def __call__(self, samples: np.ndarray) -> np.ndarray:
-        """(frames, dim) float32 features of mono ``samples``."""
+    def __call__(self, samples: np.ndarray, warp: float = 1.0) -> np.ndarray:
+        """(frames, dim) float32 features of mono ``samples``, the spectrum warped by
+        ``warp`` (``vtlp_warp``) when it is not 1."""
         import librosa
         window = round(self.sample_rate * self.window_ms / 1000)
         n_fft = 1 << (window - 1).bit_length()  # the next power of two
-        power = librosa.feature.melspectrogram(
-            y=np.asarray(samples, np.float32), sr=self.sample_rate, n_fft=n_fft,
-            win_length=window, hop_length=self.hop, n_mels=self.n_mels, center=True)
+        stft = dict(n_fft=n_fft, win_length=window, hop_length=self.hop, center=True)
+        y = np.asarray(samples, np.float32)
+        if warp == 1.0:
+            power = librosa.feature.melspectrogram(y=y, sr=self.sample_rate,
+                                                   n_mels=self.n_mels, **stft)
+        else:
+            spectrum = vtlp_warp(np.abs(librosa.stft(y, **stft)) ** 2, warp)
+            power = librosa.feature.melspectrogram(S=spectrum, sr=self.sample_rate,
+                                                   n_mels=self.n_mels, **stft)
         logmel = np.log(power + _FLOOR)  # (n_mels, frames)
         if self.deltas:
             width = min(9, logmel.shape[1] - (1 - logmel.shape[1] % 2))  # odd, at most T

@@ -3,8 +3,8 @@
 The tutorial's third application. A deep bidirectional recurrent network (``asr_graph``)
 reads log-mel frames and is trained end to end with CTC (``nn.ctc``), on the Free Spoken
 Digit Dataset's isolated recordings and on digit strings made from them (``data.speech``);
-each epoch's strings are drawn afresh, and ``--speed`` and SpecAugment's masks perturb every
-training utterance anew.
+each epoch's strings are drawn afresh, and ``--speed``, ``--vtlp`` and SpecAugment's masks
+perturb every training utterance anew.
 
 Scores (``evaluate``): the CTC cost per utterance, the share of utterances transcribed
 exactly (``accuracy``: for an isolated digit, the isolated-digit accuracy) and the digit error
@@ -139,8 +139,8 @@ class Frontend:
         joined = np.concatenate(frames)
         self.stats = np.stack([joined.mean(axis=0), joined.std(axis=0) + 1e-5])
 
-    def __call__(self, samples: np.ndarray) -> np.ndarray:
-        return self.normalised(self.features(samples))
+    def __call__(self, samples: np.ndarray, warp: float = 1.0) -> np.ndarray:
+        return self.normalised(self.features(samples, warp))
 
     def normalised(self, frames: np.ndarray) -> np.ndarray:
         if self.normalise == "utterance":
@@ -211,16 +211,20 @@ class AsrTask(EngineTask):
 
     def training_utterances(self, epoch: int) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
         """Epoch ``epoch``'s frames and digits: every training recording (perturbed when
-        ``--speed`` is on) and fresh strings, with SpecAugment's masks; a function of the
-        seed and the epoch."""
+        ``--speed`` or ``--vtlp`` is on) and fresh strings, with SpecAugment's masks; a
+        function of the seed and the epoch."""
         d, clips = self.config.data, self.data.clips["train"]
         rng = np.random.default_rng([self.config.train.seed, 11, epoch])
         strings = strings_of(self.config, train=True)
         lengths = rng.integers(2, d.max_digits + 1, size=d.strings_per_epoch)
         made = strings.make(clips, self.data.audio, lengths, rng)
-        frames = [self._frames[c.path] if d.speed == 0.0 else
-                  self.frontend(strings.perturb(self.data.audio[c.path], rng)) for c in clips]
-        frames += [self.frontend(u.samples) for u in made]
+        # Drawn only when on, so that runs without it keep their random numbers.
+        warps = (rng.uniform(1 - d.vtlp, 1 + d.vtlp, len(clips) + len(made)) if d.vtlp
+                 else np.ones(len(clips) + len(made)))
+        frames = [self._frames[c.path] if d.speed == 0.0 and d.vtlp == 0.0 else
+                  self.frontend(strings.perturb(self.data.audio[c.path], rng), warp)
+                  for c, warp in zip(clips, warps)]
+        frames += [self.frontend(u.samples, warp) for u, warp in zip(made, warps[len(clips):])]
         digits = [(c.digit,) for c in clips] + [u.digits for u in made]
         if d.time_masks or d.freq_masks:
             frames = [spec_augment(f, rng, d.time_masks, d.time_mask_frames, d.freq_masks,
