@@ -9,8 +9,8 @@ truncated one (its header promises more audio than the file holds) and an empty 
 ``Features`` turns samples into frames: log-mel filterbank energies over 25 ms windows every
 10 ms (``n_mels`` bands up to the Nyquist frequency), optionally with their first and second
 differences (deltas); with a ``warp`` factor other than 1 the spectrum's frequency axis is
-stretched first (``vtlp_warp``). ``FeatureCache`` keeps each file's frames as a ``.npy`` beside the
-others of the same settings, so a dataset's features are computed once.
+stretched first (``vtlp_warp``). ``FeatureCache`` keeps each file's frames as a ``.npy``
+beside the others of the same settings, so a dataset's features are computed once.
 """
 
 from __future__ import annotations
