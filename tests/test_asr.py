@@ -207,6 +207,44 @@ def test_vtlp_warps_every_training_utterance_and_nothing_else(shared_data, tmp_p
                                   task.frontend.normalised(task.frontend.cache(clips[0].path)))
 
 
+def test_speaker_normalisation_hears_every_utterance_with_its_speakers_statistics(
+        shared_data, tmp_path, monkeypatch):
+    """Under --normalise speaker, the held-out speaker's recordings and strings are scaled
+    with the statistics of its own recordings, a training speaker's with those of its
+    training recordings, and every training string with its speaker's."""
+    from rnn_theano.cli import train_config
+    from rnn_theano.data.audio import AudioReader
+    from rnn_theano.data.speech import DigitStrings, fsdd_clips
+    from rnn_theano.tasks import asr
+    every = fsdd_clips(shared_data / "fsdd" / "recordings")
+    train = [c for c in every if c.speaker == "jackson"][:8]
+    test = [c for c in every if c.speaker == "theo"][:4]
+    audio = {c.path: AudioReader(8000)(c.path) for c in train + test}
+    held = ([asr.Utterance(c.path.stem, audio[c.path], (c.digit,), c.speaker) for c in test]
+            + DigitStrings().make(test, audio, [3, 4], np.random.default_rng(0)))
+    data = asr.SpeechData({"train": train, "valid": [], "test": test}, audio,
+                          {"valid": [], "test": held}, "twelve recordings")
+    config, _ = train_config(["--feature-cache", str(tmp_path), *TINY, "--strings-per-epoch",
+                              "3", "--normalise", "speaker"], asr.AsrConfig, "train-asr")
+    task = asr.make_task(config, data, None)
+    own = {name: asr.moments([task.frontend.cache(c.path) for c in clips])
+           for name, clips in (("jackson", train), ("theo", test))}
+    assert [u.speaker for u in held] == ["theo"] * 6
+    for u, frames in zip(held, task._held_out["test"]):
+        np.testing.assert_allclose(frames, (task.frontend.features(u.samples) - own["theo"][0])
+                                   / own["theo"][1], rtol=1e-4, atol=1e-4)
+    heard = []
+    called = task.frontend.__call__
+    monkeypatch.setattr(asr.Frontend, "__call__", lambda self, samples, warp=1.0, speaker="":
+                        heard.append(speaker) or called(samples, warp, speaker))
+    frames, _ = task.training_utterances(0)
+    assert heard == ["jackson"] * 3  # the strings (the recordings are the cached frames)
+    first = task.frontend.cache(train[0].path)
+    np.testing.assert_allclose(frames[0], (first - own["jackson"][0]) / own["jackson"][1],
+                               rtol=1e-5, atol=1e-5)
+    assert abs(frames[0].mean()) > 0.01  # not the recording's own statistics
+
+
 def test_the_test_set_passes_the_network_once_for_its_score_and_both_decodings(recogniser,
                                                                             shared_data):
     from rnn_theano.cli import train_config
@@ -283,6 +321,36 @@ def test_transcribe_bad_files_each_get_one_line_and_the_others_go_on(recogniser,
                  str(tmp_path / "none.png")]) == 2
     err = capsys.readouterr().err
     assert "--plot needs a file with sound" in err and "Traceback" not in err
+
+
+def test_transcribe_takes_a_speaker_normalised_models_voice_from_all_its_files(
+        recogniser, shared_data, tmp_path, capsys):
+    """A model trained with --normalise speaker hears the files of one command as one voice:
+    the statistics of every readable file with sound, the others said as usual."""
+    import dataclasses
+    from rnn_theano.checkpoint import save_checkpoint
+    from rnn_theano.tasks import asr
+    ckpt = load_checkpoint(recogniser)
+    model = dataclasses.replace(ckpt.settings.model, normalise="speaker")
+    speaker = recogniser.with_name("speaker.npz")
+    save_checkpoint(speaker, dataclasses.replace(
+        ckpt, settings=dataclasses.replace(ckpt.settings, model=model)))
+    recordings = shared_data / "fsdd" / "recordings"
+    voice = [recordings / f"{d}_theo_0.wav" for d in (3, 5, 8)]
+    silent = write(tmp_path / "silent.wav", np.zeros(4000))
+    text = tmp_path / "text.wav"
+    text.write_text("hello")
+    files = [str(p) for p in (*voice, silent, text)]
+    assert main(["transcribe", "--model", str(speaker), *files]) == 1
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 4 and "statistics from 3 files" in err
+    transcriber = asr.Transcriber(load_checkpoint(speaker))
+    assert transcriber.adapt([*voice, silent, text]) == 3
+    stats = asr.moments([transcriber.frontend.features(transcriber.reader(p)) for p in voice])
+    frames, _ = transcriber.posteriors(voice[0])
+    raw = transcriber.frontend.features(transcriber.reader(voice[0]))
+    np.testing.assert_allclose(frames, (raw - stats[0]) / stats[1], rtol=1e-5, atol=1e-5)
+    assert asr.Transcriber(ckpt).adapt(voice) == 0  # a model normalising otherwise
 
 
 def test_transcribe_refuses_a_language_model_and_missing_files(tmp_path, small_text, capsys):

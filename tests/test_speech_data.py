@@ -249,6 +249,44 @@ def test_frames_are_normalised_per_utterance_or_with_saved_statistics(tmp_path):
     assert abs(float(fitted.normalised(frames + 0.5).mean())) < 0.05  # the data's mean is 3.5
 
 
+def test_speaker_normalisation_takes_a_known_voice_from_training_and_a_new_one_from_itself(
+        tmp_path):
+    """Each speaker's statistics: a training speaker's over its training recordings only
+    (its held-out ones are normalised with them); the test speaker's over its test
+    recordings; an utterance of a speaker without statistics by its own."""
+    from rnn_theano.config import AsrConfig, AsrModelSettings
+    from rnn_theano.data.speech import Clip
+    from rnn_theano.tasks.asr import Frontend, speaker_moments
+    rng = np.random.default_rng(0)
+
+    def clip(speaker: str, index: int, level: float) -> tuple[Clip, np.ndarray]:
+        frames = rng.normal(level, 1.0 + abs(level) / 4, size=(30 + index, 40))
+        return Clip(Path(f"{index % 10}_{speaker}_{index}.wav"), index % 10, speaker, index), frames
+
+    made = {"train": [clip("ann", i, 2.0) for i in range(10, 14)]
+            + [clip("bob", i, -3.0) for i in range(10, 13)],
+            "valid": [clip("ann", 5, 6.0), clip("bob", 5, -7.0)],
+            "test": [clip("cid", i, 9.0) for i in range(3)]}
+    clips = {split: [c for c, _ in part] for split, part in made.items()}
+    raw = {c.path: f for part in made.values() for c, f in part}
+    stats = speaker_moments(clips, raw)
+    assert sorted(stats) == ["ann", "bob", "cid"]
+    for speaker, split in (("ann", "train"), ("bob", "train"), ("cid", "test")):
+        joined = np.concatenate([raw[c.path] for c in clips[split] if c.speaker == speaker])
+        np.testing.assert_allclose(stats[speaker][0], joined.mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(stats[speaker][1], joined.std(axis=0) + 1e-5, rtol=1e-6)
+    frontend = Frontend(AsrConfig(model=AsrModelSettings(normalise="speaker")),
+                        cache_dir=tmp_path)
+    frontend.speakers = stats
+    held_out = raw[clips["valid"][0].path]  # ann's, louder than her training recordings
+    assert frontend.normalised(held_out, "ann").mean() > 1.0
+    np.testing.assert_allclose(frontend.normalised(held_out, "ann"),
+                               (held_out - stats["ann"][0]) / stats["ann"][1], rtol=1e-5)
+    alone = frontend.normalised(held_out, "eve")
+    np.testing.assert_allclose(alone.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(alone.std(axis=0), 1, atol=1e-3)
+
+
 def test_digit_errors_count_edits_over_reference_digits():
     from rnn_theano.tasks.asr import digit_errors
     # one deletion; one insertion; one substitution; one exact

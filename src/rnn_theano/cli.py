@@ -659,6 +659,8 @@ def transcribe_main(argv: list[str] | None = None) -> int:
         else:
             raise UserError(f"{path} not found: give WAV files or a folder of them")
     transcriber = asr.Transcriber(load_checkpoint(config.model, AsrConfig.task))
+    if heard := transcriber.adapt(paths):
+        print(f"speaker normalisation: the voice's statistics from {heard} files", file=sys.stderr)
     failed, first = 0, None
     for path in paths:
         try:

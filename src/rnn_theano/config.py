@@ -678,7 +678,7 @@ class MTConfig(RunConfig):
 # --- speech recognition ----------------------------------------------------------------------
 
 SPEECH_DATASETS = ("fsdd",)
-NORMALISATIONS = ("utterance", "dataset")
+NORMALISATIONS = ("utterance", "speaker", "dataset")
 
 @dataclass(frozen=True)
 class AsrDataSettings:
@@ -750,8 +750,9 @@ class AsrModelSettings(Backend):
                        metavar="N")
     deltas: bool = flag(False, "add each band's first and second differences over time")
     normalise: str = flag("utterance", "scale each feature to zero mean and unit variance "
-                          "over each utterance, or with the training set's statistics",
-                          NORMALISATIONS)
+                          "over each utterance, over each speaker's recordings (a new "
+                          "speaker's: all its audio there is, unlabelled), or with the "
+                          "training set's statistics", NORMALISATIONS)
     proj_dim: int = flag(128, "input projection size", metavar="P")
     hidden_dim: int = flag(128, "state size of each direction", metavar="H")
     layers: int = flag(2, "stacked bidirectional layers", metavar="N")

@@ -91,11 +91,12 @@ def split_clips(clips: Sequence[Clip], test_speaker: str | None) -> dict[str, li
 
 class Utterance(NamedTuple):
     """What a model hears and what it should write: samples (mono, the model's rate) and
-    the digits spoken; ``name`` says where it came from."""
+    the digits spoken; ``name`` says where it came from, ``speaker`` who spoke."""
 
     name: str
     samples: np.ndarray
     digits: tuple[int, ...]
+    speaker: str = ""
 
     @property
     def text(self) -> str:
@@ -133,7 +134,7 @@ class DigitStrings:
             chosen = [own[i] for i in rng.integers(len(own), size=n)]
             samples = self.join([self.perturb(audio[c.path], rng) for c in chosen], rng)
             strings.append(Utterance("+".join(c.path.stem for c in chosen), samples,
-                                     tuple(c.digit for c in chosen)))
+                                     tuple(c.digit for c in chosen), speaker))
         return strings
 
     def perturb(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:

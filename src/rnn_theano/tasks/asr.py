@@ -116,7 +116,7 @@ def load_data(config: AsrConfig) -> SpeechData:
     for i, split in enumerate(("valid", "test")):
         rng = np.random.default_rng([config.train.seed, 7, i])
         lengths = [n for n in range(3, d.max_digits + 1) for _ in range(d.eval_strings)]
-        held_out[split] = ([Utterance(c.path.stem, audio[c.path], (c.digit,))
+        held_out[split] = ([Utterance(c.path.stem, audio[c.path], (c.digit,), c.speaker)
                             for c in clips[split]]
                            + strings_of(config, False).make(clips[split], audio, lengths, rng))
     split = (f"speaker-independent: test speaker {d.test_speaker}" if d.test_speaker
@@ -124,29 +124,39 @@ def load_data(config: AsrConfig) -> SpeechData:
     return SpeechData(clips, audio, held_out, f"{d.dataset} ({split})")
 
 
+def moments(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """(2, F): each feature's mean and standard deviation over all these frames."""
+    joined = np.concatenate(frames)
+    return np.stack([joined.mean(axis=0), joined.std(axis=0) + 1e-5])
+
+
 class Frontend:
     """Samples to the normalised frames the model reads (the cache keeps the raw features
-    of each recording): per utterance, or with the training set's statistics."""
+    of each recording): per utterance, per speaker, or with the training set's statistics."""
 
     def __init__(self, config: AsrConfig, stats: np.ndarray | None = None,
                  cache_dir: Path | None = None) -> None:
         self.features, self.normalise = features_of(config), config.model.normalise
         self.cache = FeatureCache(cache_dir, self.features, AudioReader(config.model.sample_rate))
         self.stats = stats  # (2, F): mean and standard deviation
+        # Under --normalise speaker, each speaker's; data, not model: not in the checkpoint.
+        self.speakers: dict[str, np.ndarray] = {}
 
     def fit(self, frames: Sequence[np.ndarray]) -> None:
         """Take the normalising statistics from these (training) frames."""
-        joined = np.concatenate(frames)
-        self.stats = np.stack([joined.mean(axis=0), joined.std(axis=0) + 1e-5])
+        self.stats = moments(frames)
 
-    def __call__(self, samples: np.ndarray, warp: float = 1.0) -> np.ndarray:
-        return self.normalised(self.features(samples, warp))
+    def __call__(self, samples: np.ndarray, warp: float = 1.0, speaker: str = "") -> np.ndarray:
+        return self.normalised(self.features(samples, warp), speaker)
 
-    def normalised(self, frames: np.ndarray) -> np.ndarray:
-        if self.normalise == "utterance":
-            return ((frames - frames.mean(axis=0)) / (frames.std(axis=0) + 1e-5)).astype(
-                np.float32)
-        return ((frames - self.stats[0]) / self.stats[1]).astype(np.float32)
+    def normalised(self, frames: np.ndarray, speaker: str = "") -> np.ndarray:
+        """``frames`` (T, F) normalised; under ``speaker``, a speaker without statistics
+        by the utterance's own."""
+        stats = self.stats if self.normalise == "dataset" else (
+            self.speakers.get(speaker) if self.normalise == "speaker" else None)
+        if stats is None:
+            stats = moments([frames])
+        return ((frames - stats[0]) / stats[1]).astype(np.float32)
 
     def stats_blob(self) -> dict[str, bytes]:
         if self.stats is None:
@@ -194,15 +204,18 @@ class AsrTask(EngineTask):
                for c in part}
         if self.config.model.normalise == "dataset" and self.frontend.stats is None:
             self.frontend.fit([raw[c.path] for c in self.data.clips["train"]])
-        self._frames = {path: self.frontend.normalised(f) for path, f in raw.items()}
+        self.frontend.speakers = speaker_moments(self.data.clips, raw)
+        speaker = {c.path: c.speaker for part in self.data.clips.values() for c in part}
+        self._frames = {path: self.frontend.normalised(f, speaker[path])
+                        for path, f in raw.items()}
         self._held_out = {split: self._encode(utts) for split, utts in
                           self.data.held_out.items()}
         self._outputs: dict[str, tuple[float, list[np.ndarray]]] = {}  # see ``posteriors``
 
     def _encode(self, utterances: Sequence[Utterance]) -> list[np.ndarray]:
         by_stem = {p.stem: p for p in self._frames}
-        return [self._frames[by_stem[u.name]] if u.name in by_stem else self.frontend(u.samples)
-                for u in utterances]
+        return [self._frames[by_stem[u.name]] if u.name in by_stem
+                else self.frontend(u.samples, speaker=u.speaker) for u in utterances]
 
     def batches(self, features: Sequence[np.ndarray], digits: Sequence[Sequence[int]],
                 seed: int = 0) -> UtteranceBatches:
@@ -222,9 +235,10 @@ class AsrTask(EngineTask):
         warps = (rng.uniform(1 - d.vtlp, 1 + d.vtlp, len(clips) + len(made)) if d.vtlp
                  else np.ones(len(clips) + len(made)))
         frames = [self._frames[c.path] if d.speed == 0.0 and d.vtlp == 0.0 else
-                  self.frontend(strings.perturb(self.data.audio[c.path], rng), warp)
+                  self.frontend(strings.perturb(self.data.audio[c.path], rng), warp, c.speaker)
                   for c, warp in zip(clips, warps)]
-        frames += [self.frontend(u.samples, warp) for u, warp in zip(made, warps[len(clips):])]
+        frames += [self.frontend(u.samples, warp, u.speaker)
+                   for u, warp in zip(made, warps[len(clips):])]
         digits = [(c.digit,) for c in clips] + [u.digits for u in made]
         if d.time_masks or d.freq_masks:
             frames = [spec_augment(f, rng, d.time_masks, d.time_mask_frames, d.freq_masks,
@@ -283,6 +297,22 @@ class AsrTask(EngineTask):
 
     def blobs(self) -> dict[str, bytes]:
         return self.frontend.stats_blob()
+
+
+def speaker_moments(clips: dict[str, list[Clip]],
+                    raw: dict[Path, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each speaker's feature statistics, for ``--normalise speaker``: over its training
+    recordings; for a speaker training never heard (the test speaker), over its recordings
+    in the split that holds them: their audio only, as a recogniser adapts to a new voice
+    from what it hears of it (Kaldi's per-speaker mean and variance normalisation)."""
+    out: dict[str, np.ndarray] = {}
+    for split in ("train", "valid", "test"):
+        own: dict[str, list[np.ndarray]] = {}
+        for c in clips[split]:
+            if c.speaker not in out:
+                own.setdefault(c.speaker, []).append(raw[c.path])
+        out |= {speaker: moments(frames) for speaker, frames in own.items()}
+    return out
 
 
 def utterance_batches(engine: AsrEngine, features: Sequence[np.ndarray],
@@ -380,15 +410,35 @@ class Transcriber:
         """The digit words spoken in the WAV file ``path`` (silence: none)."""
         return transcript(self.posteriors(path)[1], beam)
 
-    def posteriors(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """The file's normalised frames (T, F) and the network's (T', K) log-posteriors; a
-        silent file has no frame."""
+    def adapt(self, paths: Sequence[Path]) -> int:
+        """Under ``--normalise speaker``, take the statistics of the voice from ``paths``,
+        every readable file with sound as one speaker's (a file that cannot be read is left
+        to ``posteriors`` to say so); how many files gave them (0: another normalisation)."""
+        if self.frontend.normalise != "speaker":
+            return 0
+        heard = []
+        for path in paths:
+            with contextlib.suppress(UserError):
+                if (samples := self._samples(path)) is not None:
+                    heard.append(self.frontend.features(samples))
+        if heard:
+            self.frontend.speakers[""] = moments(heard)
+        return len(heard)
+
+    def _samples(self, path: Path) -> np.ndarray | None:
+        """The file's samples; None for silence (nothing to hear, nothing to normalise)."""
         samples = self.reader(path)
         seconds = len(samples) / self.reader.sample_rate
         if seconds > self.limit_s:
             raise UserError(f"{path} is {seconds:.1f} s long: this model transcribes at most "
                             f"{self.limit_s:.0f} s; cut the recording into shorter pieces")
-        if np.abs(samples).max() < 1e-4:  # silence: nothing to hear, nothing to normalise
+        return None if np.abs(samples).max() < 1e-4 else samples
+
+    def posteriors(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The file's normalised frames (T, F) and the network's (T', K) log-posteriors; a
+        silent file has no frame."""
+        samples = self._samples(path)
+        if samples is None:
             return np.zeros((0, self.engine.config.n_features)), np.zeros((0, len(LABELS)))
         frames = self.frontend(samples)
         batch = next(iter(utterance_batches(self.engine, [frames], [[]], 1)))
