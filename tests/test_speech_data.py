@@ -261,7 +261,8 @@ def test_speaker_normalisation_takes_a_known_voice_from_training_and_a_new_one_f
 
     def clip(speaker: str, index: int, level: float) -> tuple[Clip, np.ndarray]:
         frames = rng.normal(level, 1.0 + abs(level) / 4, size=(30 + index, 40))
-        return Clip(Path(f"{index % 10}_{speaker}_{index}.wav"), index % 10, speaker, index), frames
+        name = Path(f"{index % 10}_{speaker}_{index}.wav")
+        return Clip(name, index % 10, speaker, index), frames
 
     made = {"train": [clip("ann", i, 2.0) for i in range(10, 14)]
             + [clip("bob", i, -3.0) for i in range(10, 13)],
