@@ -125,6 +125,7 @@ def figure(args: argparse.Namespace) -> int:
     string = DigitStrings(ckpt.settings.model.sample_rate).make(
         clips, audio, [5], np.random.default_rng(args.seed))[0]
     transcriber = Transcriber(ckpt)
+    transcriber.adapt([c.path for c in clips])  # under --normalise speaker: the voice's
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "string.wav"
         soundfile.write(wav, string.samples, ckpt.settings.model.sample_rate)
