@@ -204,7 +204,8 @@ class AsrTask(EngineTask):
                for c in part}
         if self.config.model.normalise == "dataset" and self.frontend.stats is None:
             self.frontend.fit([raw[c.path] for c in self.data.clips["train"]])
-        self.frontend.speakers = speaker_moments(self.data.clips, raw)
+        if self.config.model.normalise == "speaker":
+            self.frontend.speakers = speaker_moments(self.data.clips, raw)
         speaker = {c.path: c.speaker for part in self.data.clips.values() for c in part}
         self._frames = {path: self.frontend.normalised(f, speaker[path])
                         for path, f in raw.items()}
