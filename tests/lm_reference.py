@@ -59,6 +59,8 @@ def reference_cost(cfg, P: dict, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
     Rows are right-padded: row b's real tokens are its first ``mask[:, b].sum()``.
     """
     out_W = P["embed"].T if cfg.tie_weights else P["out_W"]
+    if "proj_W" in P:  # tied embeddings of another size than the top state
+        out_W = P["proj_W"] @ out_W
     total, final = 0.0, np.array(state, dtype=float)
     H = cfg.hidden_dim
     for b in range(x.shape[1]):

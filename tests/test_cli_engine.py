@@ -154,7 +154,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(small_te
     (["--arch", "gru", "--bptt-truncate", "8"], ["--arch gru", "--bptt-truncate"]),
     (["--arch", "rnn", "--impl", "numpy"], ["--arch rnn", "--impl"]),
     (["--arch", "gru", "--eval-every", "2"], ["--arch gru", "--eval-every"]),
-    (["--arch", "gru", "--tie-weights", "--embed-dim", "10", "--hidden-dim", "20"], ["tie"]),
+    (["--arch", "gru", "--tie-weights", "--softmax-classes", "3"], ["--softmax-classes", "tied"]),
     (["--dropout", "1.5", "--arch", "lstm"], ["--dropout"]),
     (["--arch", "gru", "--lr-decay", "0"], ["--lr-decay"]),
     (["--arch", "gru", "--layers", "0"], ["--layers"]),

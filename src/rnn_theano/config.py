@@ -201,7 +201,9 @@ class ModelSettings(Backend):
                                "word from both sides; use fill-blank)", only="engine")
     embed_dim: int = flag(0, "word embedding size (0: the hidden size)", metavar="E",
                           only="engine")
-    tie_weights: bool = flag(False, "share the embedding with the output layer", only="engine")
+    tie_weights: bool = flag(False, "share the embedding with the output layer (through a "
+                             "linear projection when the top state has another size)",
+                             only="engine")
     no_bias: bool = flag(False, "cells without biases", only="engine")
     forget_bias: float = flag(1.0, "initial bias of the LSTM's forget gate", metavar="F",
                               only="engine")

@@ -7,6 +7,7 @@ L layers, H_top = H, or 2H when bidirectional)::
     h^0 = e;  h^l = cell_l(h^{l-1})            (T, B, H)   dropout between layers
     top = h^L                                  (T, B, H_top)  dropout
     log p(y_t | ...) = log_softmax(top_t out_W + out_b)    (T, B, C)
+                       (tied: out_W = proj_W embed.T, proj_W absent when E == H_top)
                        (or class-based: log p(class) + log p(word | class), see _class_softmax)
     cost = -sum_{t,b} mask[t,b] log p(y[t,b])  summed cross-entropy over real tokens
 
@@ -34,11 +35,14 @@ Parameters (a dict of shared variables, saved under these names)::
     l{i}_Wx (D_i, G*H)   l{i}_Wh (H, G*H)   l{i}_b (G*H,)     forward layer i (D_0 = E, else H)
     back{i}_Wx, back{i}_Wh, back{i}_b                          backward layer i (bidirectional)
     out_W (H_top, C)     out_b (C,)                            out_W absent with tied weights
+    proj_W (H_top, E)                                          tied weights with E != H_top
     class_W (H_top, K)   class_b (K,)                          class-based softmax only; then
                                                                out_W and out_b have K*M columns
 
 Gate order and cell equations: see ``cells``. With ``tie_weights`` the output layer is
-``top_t embed.T + out_b`` (Press & Wolf 2017), which needs E == H_top.
+``top_t embed.T + out_b`` (Press & Wolf 2017) when E == H_top, and ``top_t proj_W embed.T +
+out_b`` otherwise: a linear map onto the embedding space (Press & Wolf's projection), which
+lets a wide recurrent state share a small embedding, the softmax's cost staying C E.
 
 The recurrent state enters as one input ``state`` (L, S, B, H), S = 1 (h) or 2 (h, c for the
 LSTM), and the forward stack's final state leaves with the same shape, so stream mode can
@@ -183,11 +187,6 @@ class LMConfig(SequenceDropout, EncoderSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_sequence_dropout()
-        if self.tie_weights and self.embed_dim != self.top_dim:
-            twice = ", twice the hidden size when bidirectional" if self.bidirectional else ""
-            raise SettingError("tie_weights", f"needs the embedding size ({self.embed_dim}) to "
-                               f"equal the top hidden size ({self.top_dim}{twice}): set the "
-                               f"embedding size to {self.top_dim}")
         if self.softmax_classes and not 2 <= self.softmax_classes <= self.vocab_size:
             raise SettingError("softmax_classes", f"{self.softmax_classes} must be between 2 "
                                f"and the vocabulary size {self.vocab_size} (0: the full "
@@ -198,6 +197,11 @@ class LMConfig(SequenceDropout, EncoderSettings):
                                "class layer's word matrix is laid out by class; drop one")
         if self.identity_init and self.cell != "relu":
             raise SettingError("identity_init", f"is for the relu cell, not {self.cell}")
+
+    @property
+    def projected(self) -> bool:
+        """Whether a ``proj_W`` maps the top state onto tied embeddings of another size."""
+        return self.tie_weights and self.embed_dim != self.top_dim
 
     @property
     def class_size(self) -> int:
@@ -220,7 +224,9 @@ def init_lm_params(config: LMConfig) -> dict[str, np.ndarray]:
     params = init_encoder(config, rng, bias=not config.no_bias, forget_bias=config.forget_bias,
                           identity_init=config.identity_init)
     scale = 1.0 / np.sqrt(config.top_dim)
-    if not config.tie_weights:
+    if config.projected:
+        params["proj_W"] = rng.uniform(-scale, scale, (config.top_dim, config.embed_dim))
+    elif not config.tie_weights:
         params["out_W"] = rng.uniform(-scale, scale, (config.top_dim, config.output_size))
     params["out_b"] = np.zeros(config.output_size)
     if config.softmax_classes:
@@ -332,6 +338,8 @@ def build_lm(config: LMConfig, params: dict[str, Any], dropout_rng: Any | None =
     if config.softmax_classes:
         log_probs, target_lp = _class_softmax(config, params, h, y.flatten())
     else:
+        if config.projected:
+            h = h.dot(params["proj_W"])  # (N, E)
         out_W = params["embed"].T if config.tie_weights else params["out_W"]
         logits = h.dot(out_W) + params["out_b"]  # (N, C)
         log_probs = pt.special.log_softmax(logits, axis=-1)
