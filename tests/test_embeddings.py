@@ -1,4 +1,5 @@
-"""Pretrained word vectors (train-classifier --embeddings): the reader and the command."""
+"""A classifier's pretrained start: word vectors (train-classifier --embeddings), their reader,
+and a language model's embedding and recurrent weights (--init-from)."""
 
 import gzip
 
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 
 from rnn_theano import cli
+from rnn_theano.checkpoint import load_checkpoint
 from rnn_theano.config import ClassifyConfig
 from rnn_theano.data.embeddings import read_vectors
-from rnn_theano.data.vocab import Vocabulary
+from rnn_theano.data.vocab import SPECIAL_TOKENS, Vocabulary
 from rnn_theano.errors import SettingError, UserError
 from rnn_theano.tasks import classify
 
@@ -134,3 +136,77 @@ def test_a_first_line_with_a_decimal_number_is_a_vector_not_a_header(tmp_path):
     path.write_text("great nan\n")
     with pytest.raises(UserError, match="line 1: a number is not finite"):
         read_vectors(str(path), vocab, 1)
+
+
+# --- --init-from: a language model's embedding and recurrent weights ----------------------
+
+LM_FLAGS = ["--arch", "gru", "--embed-dim", "3", "--hidden-dim", "4", "--batch-size", "8",
+            "--mode", "JAX", "--epochs", "1", "--format", "lines", "--vocab-size", "6"]
+
+
+@pytest.fixture(scope="module")
+def language_models(tmp_path_factory):
+    """Two language models trained on film sentences: bidirectional and left-to-right.
+
+    Their vocabularies keep the 5 most frequent words, so that some of the classifier's are
+    missing from them."""
+    root = tmp_path_factory.mktemp("lm")
+    text = root / "films.txt"
+    text.write_text("the great film\nthe dull film\nthe lovely film\nthe great show\n" * 4)
+    paths = {}
+    for name, extra in (("bi", ["--bidirectional"]), ("fwd", [])):
+        paths[name] = root / f"{name}.npz"
+        assert cli.main(["train", "--data", str(text), *LM_FLAGS, *extra,
+                         "--model-out", str(paths[name])]) == 0
+    return paths
+
+
+def test_a_language_model_starts_the_known_words_and_the_shared_weights(labelled, tmp_path,
+                                                                        language_models):
+    base = flags(labelled, tmp_path / "m.npz", "--bidirectional")
+    random = {k: v.get_value() for k, v in fresh_task(base).engine.params.items()}
+    for name, copied in (("bi", ("l0_", "back0_")), ("fwd", ("l0_",))):
+        lm = load_checkpoint(language_models[name])
+        task = fresh_task(base + ["--init-from", str(language_models[name])])
+        params, vocab = {k: v.get_value() for k, v in task.engine.params.items()}, task.vocab
+        known = [w for w in vocab.words if w in lm.vocab and w not in SPECIAL_TOKENS]
+        assert 0 < len(known) < len(vocab) - 3  # some words known, some not
+        for w in known:
+            np.testing.assert_allclose(params["embed"][vocab.id(w)],
+                                       lm.params["embed"][lm.vocab.id(w)], rtol=1e-6)
+        unknown = [vocab.id(w) for w in vocab.words if w not in known]
+        np.testing.assert_array_equal(params["embed"][unknown], random["embed"][unknown])
+        for k in params:
+            if k.startswith(copied):
+                np.testing.assert_allclose(params[k], lm.params[k], rtol=1e-6)
+            elif k != "embed":  # the output layer, and the stack the language model lacks
+                np.testing.assert_array_equal(params[k], random[k])
+        assert task.pretrained.describe() == (
+            f"{len(known)} of {len(vocab) - 3} vocabulary words and {3 * len(copied)} "
+            f"recurrent weights from the language model {language_models[name]}")
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--arch", "lstm"], "is a gru language model, the classifier a lstm one: train it with "
+                         "rnn-theano train --arch lstm --embed-dim 3 --hidden-dim 4"),
+    (["--hidden-dim", "5"], "its l0_Wx is (3, 12), this classifier's (3, 15)"),
+    (["--embed-dim", "2"], "its embed is (6, 3), this classifier's"),
+    (["--embeddings", "vectors.txt"], "embeddings and --init-from cannot both be given"),
+])
+def test_a_language_model_that_does_not_fit_is_one_line(labelled, tmp_path, capsys,
+                                                        language_models, extra, needle):
+    argv = flags(labelled, tmp_path / "m.npz", "--init-from", str(language_models["bi"]), *extra)
+    assert cli.main(["train-classifier", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert needle in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_classifier_checkpoint_is_not_a_language_model(labelled, tmp_path, capsys):
+    first = tmp_path / "first.npz"
+    assert cli.main(["train-classifier", *flags(labelled, first)]) == 0
+    argv = flags(labelled, tmp_path / "m.npz", "--init-from", str(first))
+    assert cli.main(["train-classifier", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"{first} is a classifier checkpoint, not a language-model one" in err

@@ -451,6 +451,12 @@ class ClassifyDataSettings:
                                   "in this word2vec or GloVe text file (.gz too; its vectors "
                                   "must have --embed-dim numbers); the others start random. "
                                   "A resumed run keeps its checkpoint's", metavar="FILE")
+    init_from: str | None = flag(None, "start the embedding rows of the words it knows and the "
+                                 "recurrent stacks from this language model (rnn-theano train "
+                                 "with the same --arch, --embed-dim, --hidden-dim; "
+                                 "--bidirectional for the backward stack too), trained on "
+                                 "text of the task's kind; the others start random",
+                                 metavar="LM.npz")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -460,10 +466,11 @@ class ClassifyDataSettings:
             raise SettingError("fold", f"must be in [0, folds), with at least 2 folds; got "
                                f"fold {self.fold} of {self.folds or 10}")
         _at_most_one_of(self, "dataset", "train", required=True)
+        _at_most_one_of(self, "embeddings", "init_from", required=False)
 
     def inputs(self) -> dict[str, str | None]:
         return {"train": self.train, "dev": self.dev, "test": self.test,
-                "embeddings": self.embeddings}
+                "embeddings": self.embeddings, "init_from": self.init_from}
 
 
 @dataclass(frozen=True)

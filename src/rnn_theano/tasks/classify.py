@@ -8,13 +8,15 @@ accuracy as the monitor: the checkpoint keeps the most accurate model on the dev
 ``--patience`` stops training when it has not improved for that many epochs.
 
 A fresh model's embedding can start from pretrained word vectors (``--embeddings``,
-``data.embeddings``); ``Predictor.explain`` tells what each word of a sentence does for its
+``data.embeddings``), or its embedding and recurrent stacks from a language model trained on
+text of the task's kind (``--init-from``: Dai & Le 2015's pretraining); ``Predictor.explain`` tells what each word of a sentence does for its
 predicted class, by scoring the sentence without it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,14 +25,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..config import ClassifyConfig
 from ..data.batching import ClassBatches, round_up
 from ..data import labelled
 from ..data.embeddings import WordVectors, read_vectors
 from ..data.labelled import Example, LabelledSplits, LabelSet, load_labelled
 from ..data.tokenize import tokenize_words
-from ..data.vocab import Vocabulary
+from ..data.vocab import SPECIAL_TOKENS, Vocabulary
 from ..errors import SettingError, UserError
 from ..metrics import Score
 from ..train import Step, TrainerOptions
@@ -128,7 +130,7 @@ class ClassifierTask(EngineTask):
     vocab: Vocabulary
     labels: LabelSet
     batches: dict[str, ClassBatches]
-    pretrained: WordVectors | None = None  # the vectors the embedding started from, if any
+    pretrained: WordVectors | LMStart | None = None  # what a fresh model started from, if any
 
     def __post_init__(self) -> None:
         self.n_train_tokens = self.batches["train"].n_examples  # the progress bar counts rows
@@ -176,6 +178,8 @@ def make_task(config: ClassifyConfig, splits: LabelledSplits,
         continue_from(engine, resumed, config.train.optimizer)
     elif config.data.embeddings:  # a resumed run has them in its checkpoint's embedding
         pretrained = start_embeddings(engine, vocab, config)
+    elif config.data.init_from:
+        pretrained = start_from_lm(engine, vocab, config)
     named = {"train": splits.train, "valid": splits.dev, "test": splits.test}
     batches = {k: ClassBatches(encode(v, vocab), labels.indices(v), config.data.batch_size,
                                seed=config.train.seed, pad_multiple=engine.pad_multiple)
@@ -192,6 +196,51 @@ def start_embeddings(engine: ClassifierEngine, vocab: Vocabulary,
     embed = engine.params["embed"]
     embed.set_value(found.apply(embed.get_value()).astype(embed.dtype))
     return found
+
+
+@dataclass(frozen=True)
+class LMStart:
+    """What a fresh classifier took from a language model (``--init-from``)."""
+
+    ids: np.ndarray            # vocabulary ids whose embedding rows are the language model's
+    n_words: int               # the vocabulary's words, its special tokens left out
+    weights: tuple[str, ...]   # the recurrent parameters copied, by name
+    path: str
+
+    def describe(self) -> str:
+        return (f"{len(self.ids):,} of {self.n_words:,} vocabulary words and "
+                f"{len(self.weights)} recurrent weights from the language model {self.path}")
+
+
+def start_from_lm(engine: ClassifierEngine, vocab: Vocabulary,
+                  config: ClassifyConfig) -> LMStart:
+    """Overwrite the fresh embedding rows of the words the language model at
+    ``--init-from`` knows with its rows, and every recurrent weight the two networks share
+    (same name: the same direction and layer) with its values; the output layer and the
+    weights it lacks (a deeper or bidirectional classifier's) keep their random start."""
+    path = config.data.init_from
+    ckpt = load_checkpoint(path, task="lm")
+    arch, c = ckpt.settings.model.arch, engine.config
+    fix = (f"train it with rnn-theano train --arch {c.cell} --embed-dim {c.embed_dim} "
+           f"--hidden-dim {c.hidden_dim}, as this classifier")
+    if arch != c.cell:
+        raise UserError(f"--init-from {path} is a {arch} language model, the classifier a "
+                        f"{c.cell} one: {fix}")
+    encoder = re.compile(rf"({'|'.join(c.directions)})\d+_")
+    weights = tuple(n for n in engine.params if encoder.match(n) and n in ckpt.params)
+    for name in ("embed", *weights):
+        have, want = ckpt.params[name].shape, engine.params[name].get_value().shape
+        if have[-1] != want[-1] or (name != "embed" and have != want):
+            raise UserError(f"--init-from {path}: its {name} is {have}, this classifier's "
+                            f"{want}: {fix}")
+    for name in weights:
+        engine.params[name].set_value(ckpt.params[name].astype(c.dtype))
+    ids = np.asarray([i for i, w in enumerate(vocab.words)
+                      if w in ckpt.vocab and w not in SPECIAL_TOKENS], dtype=np.int64)
+    embed = engine.params["embed"].get_value()
+    embed[ids] = ckpt.params["embed"][[ckpt.vocab.id(vocab.words[i]) for i in ids]]
+    engine.params["embed"].set_value(embed)
+    return LMStart(ids, sum(w not in SPECIAL_TOKENS for w in vocab.words), weights, path)
 
 
 class Predictor:
