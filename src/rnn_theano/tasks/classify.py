@@ -9,8 +9,9 @@ accuracy as the monitor: the checkpoint keeps the most accurate model on the dev
 
 A fresh model's embedding can start from pretrained word vectors (``--embeddings``,
 ``data.embeddings``), or its embedding and recurrent stacks from a language model trained on
-text of the task's kind (``--init-from``: Dai & Le 2015's pretraining); ``Predictor.explain`` tells what each word of a sentence does for its
-predicted class, by scoring the sentence without it.
+text of the task's kind (``--init-from``: Dai & Le 2015's pretraining). ``Predictor.explain``
+tells what each word of a sentence does for its predicted class, by scoring the sentence
+without it.
 """
 
 from __future__ import annotations
