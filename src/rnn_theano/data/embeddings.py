@@ -29,10 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SettingError, UserError
-from .vocab import SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN, Vocabulary
-
-# The vocabulary's own tokens: no file's word means what they mean to the model.
-_SPECIAL = {UNKNOWN_TOKEN, SENTENCE_START, SENTENCE_END}
+from .vocab import SPECIAL_TOKENS, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -55,6 +52,12 @@ class WordVectors:
         return embed
 
 
+def word_ids(vocab: Vocabulary) -> dict[str, int]:
+    """The id of each vocabulary word that pretrained rows may start, in id order: all but
+    the special tokens, whose meaning to the model no outside source shares."""
+    return {w: i for i, w in enumerate(vocab.words) if w not in SPECIAL_TOKENS}
+
+
 def read_vectors(path: str, vocab: Vocabulary, dim: int, lowercase: bool = False) -> WordVectors:
     """The vectors of the ``vocab`` words that the text file at ``path`` holds.
 
@@ -62,7 +65,7 @@ def read_vectors(path: str, vocab: Vocabulary, dim: int, lowercase: bool = False
     ``embed_dim``); a malformed line is a ``UserError`` naming the file and line. With
     ``lowercase`` (a lowercased vocabulary), cased words stand in for missing lowercase ones.
     """
-    wanted = {w: i for i, w in enumerate(vocab.words) if w not in _SPECIAL}
+    wanted = word_ids(vocab)
     kept: dict[int, tuple[bool, np.ndarray]] = {}  # id: (the exact word?, its vector)
     for number, word, numbers in _entries(path, dim):
         exact = word in wanted

@@ -30,10 +30,10 @@ from ..checkpoint import Checkpoint, load_checkpoint
 from ..config import ClassifyConfig
 from ..data.batching import ClassBatches, round_up
 from ..data import labelled
-from ..data.embeddings import WordVectors, read_vectors
+from ..data.embeddings import WordVectors, read_vectors, word_ids
 from ..data.labelled import Example, LabelledSplits, LabelSet, load_labelled
 from ..data.tokenize import tokenize_words
-from ..data.vocab import SPECIAL_TOKENS, Vocabulary
+from ..data.vocab import Vocabulary
 from ..errors import SettingError, UserError
 from ..metrics import Score
 from ..train import Step, TrainerOptions
@@ -131,7 +131,7 @@ class ClassifierTask(EngineTask):
     vocab: Vocabulary
     labels: LabelSet
     batches: dict[str, ClassBatches]
-    pretrained: WordVectors | LMStart | None = None  # what a fresh model started from, if any
+    pretrained: WordVectors | None = None  # what a fresh model started from (LMStart too)
 
     def __post_init__(self) -> None:
         self.n_train_tokens = self.batches["train"].n_examples  # the progress bar counts rows
@@ -194,19 +194,21 @@ def start_embeddings(engine: ClassifierEngine, vocab: Vocabulary,
     file holds with their vectors; the other words keep their random rows."""
     found = read_vectors(config.data.embeddings, vocab, config.model.embed_dim,
                          lowercase=config.model.lowercase)
-    embed = engine.params["embed"]
-    embed.set_value(found.apply(embed.get_value()).astype(embed.dtype))
+    _start_rows(engine, found)
     return found
 
 
-@dataclass(frozen=True)
-class LMStart:
-    """What a fresh classifier took from a language model (``--init-from``)."""
+def _start_rows(engine: ClassifierEngine, found: WordVectors) -> None:
+    embed = engine.params["embed"]
+    embed.set_value(found.apply(embed.get_value()).astype(embed.dtype))
 
-    ids: np.ndarray            # vocabulary ids whose embedding rows are the language model's
-    n_words: int               # the vocabulary's words, its special tokens left out
-    weights: tuple[str, ...]   # the recurrent parameters copied, by name
-    path: str
+
+@dataclass(frozen=True)
+class LMStart(WordVectors):
+    """What a fresh classifier took from a language model (``--init-from``): the embedding
+    rows of the words it knows, as word vectors, and its recurrent weights."""
+
+    weights: tuple[str, ...] = ()  # the recurrent parameters copied, by name
 
     def describe(self) -> str:
         return (f"{len(self.ids):,} of {self.n_words:,} vocabulary words and "
@@ -236,12 +238,13 @@ def start_from_lm(engine: ClassifierEngine, vocab: Vocabulary,
                             f"{want}: {fix}")
     for name in weights:
         engine.params[name].set_value(ckpt.params[name].astype(c.dtype))
-    ids = np.asarray([i for i, w in enumerate(vocab.words)
-                      if w in ckpt.vocab and w not in SPECIAL_TOKENS], dtype=np.int64)
-    embed = engine.params["embed"].get_value()
-    embed[ids] = ckpt.params["embed"][[ckpt.vocab.id(vocab.words[i]) for i in ids]]
-    engine.params["embed"].set_value(embed)
-    return LMStart(ids, sum(w not in SPECIAL_TOKENS for w in vocab.words), weights, path)
+    wanted = word_ids(vocab)
+    known = [w for w in wanted if w in ckpt.vocab]
+    found = LMStart(np.asarray([wanted[w] for w in known], dtype=np.int64),
+                    ckpt.params["embed"][[ckpt.vocab.id(w) for w in known]], len(wanted),
+                    path, weights)
+    _start_rows(engine, found)
+    return found
 
 
 class Predictor:
