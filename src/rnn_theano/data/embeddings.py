@@ -34,10 +34,10 @@ from .vocab import SPECIAL_TOKENS, Vocabulary
 
 @dataclass(frozen=True)
 class WordVectors:
-    """The vectors a file holds for a vocabulary's words."""
+    """The vectors a file (or a language model) holds for a vocabulary's words."""
 
     ids: np.ndarray      # (N,) vocabulary ids of the words found, ascending
-    vectors: np.ndarray  # (N, dim) their vectors, float64
+    vectors: np.ndarray  # (N, dim) their vectors (float64 from a file, a model's dtype)
     n_words: int         # the vocabulary's words, its special tokens left out
     path: str
 
