@@ -275,6 +275,8 @@ class TrainSettings:
     clip_norm: float = flag(0.0, "clip the gradient to this global norm (0: off)", metavar="C",
                             only="engine")
     weight_decay: float = flag(0.0, "L2 penalty on weight matrices", metavar="L", only="engine")
+    recurrent_lr_scale: float = flag(1.0, "the recurrent matrices' (Wh) learning rate as a "
+                                     "multiple of --learning-rate", metavar="S", only="engine")
     patience: int = flag(0, "stop after N epochs without a better held-out loss (0: off)",
                          metavar="N", only="engine")
     eval_every: int = flag(1, "evaluate, adapt the learning rate and save every N epochs",
@@ -323,6 +325,9 @@ class TrainSettings:
                                f"{self.process_id}")
         _not_negative(self, "clip_norm", "weight_decay", "patience", "decay_after",
                       "blas_threads", "asgd")
+        if not self.recurrent_lr_scale > 0:
+            raise SettingError("recurrent_lr_scale", f"must be positive, got "
+                               f"{self.recurrent_lr_scale}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise SettingError("learning_rate", f"must be positive, got {self.learning_rate}")
         if not 0.0 < self.lr_decay <= 1.0:

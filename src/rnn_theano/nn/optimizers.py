@@ -1,8 +1,8 @@
 """Optimizers as PyTensor update expressions, compiled into the training function.
 
-Each optimizer takes the parameters (shared variables), their gradients and the learning rate
-(a shared scalar, so a schedule changes it with ``set_value`` and no recompilation) and
-returns the ``(shared, new_value)`` pairs for ``pytensor.function(updates=...)``. Optimizer
+Each optimizer takes the parameters (shared variables), their gradients and a learning rate for
+each (expressions of one shared scalar, so a schedule changes them all with ``set_value`` and
+no recompilation) and returns the ``(shared, new_value)`` pairs for ``pytensor.function(updates=...)``. Optimizer
 state (RMSprop's running mean square, Adam's moments and step count) lives in shared variables
 kept in a ``slots`` dict by name, zero at the start: a caller that compiles several training
 functions over the same parameters (one per batch shape under JAX) passes the same dict to
@@ -10,7 +10,7 @@ each, so they all advance one optimizer state.
 
 ``optimizer_updates`` puts the pieces together: optional weight decay (an L2 term added to the
 gradient of every weight matrix), then optional clipping by global norm (Pascanu et al. 2013),
-then the optimizer.
+then the optimizer, each parameter's rate the shared one times its optional scale.
 """
 
 from __future__ import annotations
@@ -48,17 +48,18 @@ def _scalar(value: float, like) -> np.ndarray:
     return np.asarray(value, dtype=like.dtype)
 
 
-def sgd(params: Sequence, grads: Sequence[Tensor], lr: Tensor, slots: Slots) -> Updates:
+def sgd(params: Sequence, grads: Sequence[Tensor], lrs: Sequence[Tensor],
+        slots: Slots) -> Updates:
     """Plain gradient descent: ``p <- p - lr * g``."""
-    return [(p, _cast_like(p, p - lr * g)) for p, g in zip(params, grads)]
+    return [(p, _cast_like(p, p - lr * g)) for p, g, lr in zip(params, grads, lrs)]
 
 
-def rmsprop(params: Sequence, grads: Sequence[Tensor], lr: Tensor, slots: Slots,
+def rmsprop(params: Sequence, grads: Sequence[Tensor], lrs: Sequence[Tensor], slots: Slots,
             decay: float = 0.9, eps: float = 1e-6) -> Updates:
     """RMSprop as in the tutorial's part 4: ``m <- decay m + (1 - decay) g^2``,
     ``p <- p - lr g / sqrt(m + eps)`` (defaults: decay 0.9, eps 1e-6; use lr 1e-3)."""
     updates: Updates = []
-    for p, g in zip(params, grads):
+    for p, g, lr in zip(params, grads, lrs):
         m = _state_like(p, "ms", slots)
         m_new = _scalar(decay, p) * m + _scalar(1 - decay, p) * g**2
         step = lr * g / pt.sqrt(m_new + _scalar(eps, p))
@@ -66,7 +67,7 @@ def rmsprop(params: Sequence, grads: Sequence[Tensor], lr: Tensor, slots: Slots,
     return updates
 
 
-def adam(params: Sequence, grads: Sequence[Tensor], lr: Tensor, slots: Slots,
+def adam(params: Sequence, grads: Sequence[Tensor], lrs: Sequence[Tensor], slots: Slots,
          beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> Updates:
     """Adam (Kingma & Ba 2015) with bias-corrected moments; use lr around 1e-3."""
     if "adam_steps" not in slots:
@@ -75,9 +76,10 @@ def adam(params: Sequence, grads: Sequence[Tensor], lr: Tensor, slots: Slots,
     steps_done = slots["adam_steps"]
     t = steps_done + 1
     # Bias correction folded into the step size (the paper's "more efficient" ordering).
-    lr_t = _cast_like(steps_done, lr * pt.sqrt(1 - beta2**t) / (1 - beta1**t))
+    correction = pt.sqrt(1 - beta2**t) / (1 - beta1**t)
     updates: Updates = [(steps_done, _cast_like(steps_done, t))]
-    for p, g in zip(params, grads):
+    for p, g, lr in zip(params, grads, lrs):
+        lr_t = _cast_like(steps_done, lr * correction)
         m, v = _state_like(p, "m", slots), _state_like(p, "v", slots)
         m_new = _scalar(beta1, p) * m + _scalar(1 - beta1, p) * g
         v_new = _scalar(beta2, p) * v + _scalar(1 - beta2, p) * g**2
@@ -127,13 +129,16 @@ def averaging_updates(updates: Updates, params: Sequence, on, slots: Slots) -> U
 
 def optimizer_updates(name: str, params: Sequence, grads: Sequence[Tensor], lr: Tensor, *,
                       clip_norm: float | None = None, weight_decay: float = 0.0,
-                      slots: Slots | None = None, **hyper: float) -> tuple[Updates, Tensor]:
+                      lr_scales: Sequence[float] | None = None, slots: Slots | None = None,
+                      **hyper: float) -> tuple[Updates, Tensor]:
     """Updates of optimizer ``name`` (``OPTIMIZERS``), and the gradient norm before clipping.
 
     ``weight_decay`` adds ``weight_decay * p`` to the gradient of every parameter with two or
     more dimensions (weight matrices and embeddings, not biases). ``clip_norm`` (None or <= 0:
-    off) clips by global norm. ``slots`` holds the optimizer state (a new dict if None; pass
-    the same one to share a state). ``hyper`` goes to the optimizer (``decay``, ``beta1``...).
+    off) clips by global norm. ``lr_scales`` (one per parameter; None: all 1) multiply the
+    learning rate parameter by parameter. ``slots`` holds the optimizer state (a new dict if
+    None; pass the same one to share a state). ``hyper`` goes to the optimizer (``decay``,
+    ``beta1``...).
     """
     if name not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
@@ -144,4 +149,6 @@ def optimizer_updates(name: str, params: Sequence, grads: Sequence[Tensor], lr: 
         grads, norm = clip_by_global_norm(grads, clip_norm)
     else:
         norm = global_norm(grads)
-    return OPTIMIZERS[name](params, grads, lr, {} if slots is None else slots, **hyper), norm
+    lrs = [lr if s == 1 else lr * _scalar(s, p)
+           for p, s in zip(params, lr_scales or [1] * len(params))]
+    return OPTIMIZERS[name](params, grads, lrs, {} if slots is None else slots, **hyper), norm

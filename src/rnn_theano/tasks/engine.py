@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -48,12 +49,14 @@ class CompiledModel:
     # each training input's batch axis (None: not per row).
     _keyed: tuple[int, ...] = (0,)
     _batch_axes: tuple[int | None, ...] = ()
+    # The recurrent matrices (``recurrent_lr_scale`` applies to them): each stack layer's Wh.
+    _recurrent = re.compile(r"(l|back)\d+_Wh")
 
     def __init__(self, config: Any, params: dict[str, np.ndarray] | None = None, *,
                  mode: str | Mode = "NUMBA", optimizer: str = "sgd", learning_rate: float = 1.0,
                  clip_norm: float | None = None, weight_decay: float = 0.0,
                  optimizer_options: dict[str, float] | None = None,
-                 average: bool = False) -> None:
+                 average: bool = False, recurrent_lr_scale: float = 1.0) -> None:
         if params is None:
             params = self._init_params(config)
         self._check_params(config, params)
@@ -64,6 +67,7 @@ class CompiledModel:
                                              name="learning_rate")
         self.optimizer, self.clip_norm, self.weight_decay = optimizer, clip_norm, weight_decay
         self.optimizer_options = optimizer_options or {}
+        self.recurrent_lr_scale = recurrent_lr_scale
         # JAX traces scan with a fixed number of steps: one compiled function per batch shape
         # (bucketed batches keep the shapes few). The other backends take any shape.
         self.static_shapes = (mode if isinstance(mode, str) else "") == "JAX"
@@ -126,9 +130,11 @@ class CompiledModel:
         updates after them, and the gradient norm before clipping."""
         params = list(self.params.values())
         grads = pytensor.grad(objective, params)
+        scales = [self.recurrent_lr_scale if self._recurrent.fullmatch(name) else 1.0
+                  for name in self.params]
         updates, norm = optimizer_updates(self.optimizer, params, grads, self.learning_rate,
                                           clip_norm=self.clip_norm,
-                                          weight_decay=self.weight_decay,
+                                          weight_decay=self.weight_decay, lr_scales=scales,
                                           slots=self.optimizer_slots, **self.optimizer_options)
         if self._avg_on is not None:
             self.optimizer_slots["avg_on"] = self._avg_on
@@ -294,12 +300,13 @@ def _from_json(value: dict) -> Any:
 
 def engine_settings(config: Any) -> dict[str, Any]:
     """A run's settings as ``CompiledModel``'s keywords: the backend (fixed shapes), the
-    optimizer, its learning rate, clipping, weight decay and averaging."""
+    optimizer, its learning rate (and the recurrent matrices'), clipping, weight decay and
+    averaging."""
     train = config.train
     return dict(mode=backends.prepare(config.model.mode, fixed_shapes=True),
                 optimizer=train.optimizer, learning_rate=config.lr,
                 clip_norm=train.clip_norm or None, weight_decay=train.weight_decay,
-                average=train.asgd > 0)
+                average=train.asgd > 0, recurrent_lr_scale=train.recurrent_lr_scale)
 
 
 def loadable_settings(config: Any) -> Any:

@@ -15,6 +15,7 @@ Parameters, optimizer state and dropout streams are kept as every ``CompiledMode
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -51,6 +52,7 @@ class MTEngine(CompiledModel):
     _check_params = staticmethod(check_mt_params)
     _keyed = (0, 2)  # the source and target lengths
     _batch_axes = (1, 1, 1, 1, 1)  # src, src_mask (S, B); y_in, y_out, mask (T, B)
+    _recurrent = re.compile(r"(l|back)\d+_Wh|dec_Wh")  # not att_Wh, the attention's
 
     def _compile(self, kind: str, shape: tuple | None) -> Callable:
         if kind == "encode":
