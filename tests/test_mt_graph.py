@@ -231,6 +231,15 @@ def test_parameters_are_checked():
         check_mt_params(cfg, params)
 
 
+def test_the_recurrent_rate_reaches_the_recurrences_not_the_attention():
+    """``--recurrent-lr-scale`` names the matrices it scales: each encoder layer's and
+    direction's Wh and the decoder's, not the attention's att_Wh (a projection of the source)."""
+    names = init_mt_params(small_config("gru", "additive", "mean", True, 2, False, 0.0))
+    assert "att_Wh" in names
+    assert sorted(n for n in names if MTEngine._recurrent.fullmatch(n)) == [
+        "back0_Wh", "back1_Wh", "dec_Wh", "l0_Wh", "l1_Wh"]
+
+
 def test_dot_attention_needs_matching_sizes():
     with pytest.raises(SettingError, match="decoder-dim 8"):
         Seq2SeqConfig(hidden_dim=4, bidirectional=True, decoder_dim=5, attention="dot")

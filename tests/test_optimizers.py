@@ -160,6 +160,21 @@ def test_three_steps_follow_the_update_rule(name, lr, hyper, weight_decay) -> No
                                    err_msg=f"b after step {t}")
 
 
+@pytest.mark.parametrize("name, lr", [("sgd", 0.1), ("rmsprop", 0.01), ("adam", 0.01)])
+def test_a_scaled_parameter_follows_the_rule_at_its_own_rate(name, lr) -> None:
+    """``lr_scales``: W steps at 0.3 lr through the optimizer's whole state (Adam's moments
+    and bias correction, RMSprop's mean square), b at lr, as two independent runs of the rule."""
+    W, b, step = compiled_steps(name, lr, lr_scales=[0.3, 1.0])
+    rule = NUMPY_RULES[name]
+    w_ref, b_ref, w_state, b_state = W0.copy(), B0.copy(), {}, {}
+    for t, (gW, gb) in enumerate(GRADS, start=1):
+        step(gW, gb)
+        w_ref = rule(w_ref, gW, w_state, t, 0.3 * lr)
+        b_ref = rule(b_ref, gb, b_state, t, lr)
+        np.testing.assert_allclose(W.get_value(), w_ref, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(b.get_value(), b_ref, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
 def test_tiny_gradients_show_where_eps_goes(name) -> None:
     """Gradients about the size of the default eps: eps inside or outside the root, and

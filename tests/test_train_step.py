@@ -137,6 +137,21 @@ def test_engine_step_honours_clip_norm_and_weight_decay(params) -> None:
                                    err_msg=name)
 
 
+def test_engine_step_scales_only_the_recurrent_matrix_rate(params) -> None:
+    """``recurrent_lr_scale``: the layer's Wh moves by 0.25 lr times its gradient, every
+    other parameter (the input matrix Wx included) by lr times its own."""
+    engine = LMEngine(CONFIG, params, mode="JAX", optimizer="sgd", learning_rate=LR,
+                      recurrent_lr_scale=0.25)
+    x, y, mask = sentence_batch()
+    grads = mean_ce_gradient(params, x, y, mask, engine.initial_state(3))
+    engine.train_step(x, y, mask, engine.initial_state(3))
+    after = engine.get_params()
+    for name, value in params.items():
+        rate = LR * (0.25 if name == "l0_Wh" else 1.0)
+        np.testing.assert_allclose(after[name], value - rate * grads[name], rtol=0, atol=1e-8,
+                                   err_msg=name)
+
+
 # --- the tutorial's step: SGD on one sentence's summed loss --------------------------------
 
 WORDS, HIDDEN = 7, 4
