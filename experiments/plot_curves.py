@@ -56,6 +56,8 @@ def run_title(run: dict) -> str:
     model += f", dropout {dropout:g}" if dropout else ""
     lr = setting(run, "learning_rate", "lr")
     training = f"{setting(run, 'optimizer') or 'sgd'}" + (f" lr {lr:g}" if lr else "")
+    recurrent = setting(run, "recurrent_lr_scale")
+    training += f" (Wh x{recurrent:g})" if recurrent not in (None, 1) else ""
     return f"{model}, {training}, {run.get('parameters', 0) / 1e6:.2f}M parameters"
 
 

@@ -22,14 +22,14 @@ FLAT = {"cell": "gru", "layers": 2, "hidden_dim": 200, "optimizer": "sgd",
         "learning_rate": 5.0, "tie_weights": False, "dropout": 0.0}
 GROUPED = {"model": {"arch": "lstm", "layers": 1, "hidden_dim": 64, "tie_weights": True,
                      "dropout": 0.3},
-           "train": {"optimizer": "adam", "lr": 0.002}}
+           "train": {"optimizer": "adam", "lr": 0.002, "recurrent_lr_scale": 0.25}}
 
 
 def test_titles_read_flat_and_grouped_settings():
     assert plot_curves.run_title({"settings": FLAT, "parameters": 4_650_000}) == \
         "2x200 GRU, sgd lr 5, 4.65M parameters"
     assert plot_curves.run_title({"settings": GROUPED, "parameters": 1_000_000}) == \
-        "1x64 LSTM, tied, dropout 0.3, adam lr 0.002, 1.00M parameters"
+        "1x64 LSTM, tied, dropout 0.3, adam lr 0.002 (Wh x0.25), 1.00M parameters"
 
 
 def test_one_panel_per_log_with_the_reference(tmp_path, capsys):
