@@ -1,12 +1,13 @@
 """Optimizers as PyTensor update expressions, compiled into the training function.
 
-Each optimizer takes the parameters (shared variables), their gradients and a learning rate for
-each (expressions of one shared scalar, so a schedule changes them all with ``set_value`` and
-no recompilation) and returns the ``(shared, new_value)`` pairs for ``pytensor.function(updates=...)``. Optimizer
-state (RMSprop's running mean square, Adam's moments and step count) lives in shared variables
-kept in a ``slots`` dict by name, zero at the start: a caller that compiles several training
-functions over the same parameters (one per batch shape under JAX) passes the same dict to
-each, so they all advance one optimizer state.
+Each optimizer takes the parameters (shared variables), their gradients and a learning rate
+for each (expressions of one shared scalar, so a schedule changes them all with ``set_value``
+and no recompilation) and returns the ``(shared, new_value)`` pairs for
+``pytensor.function(updates=...)``. Optimizer state (RMSprop's running mean square, Adam's
+moments and step count) lives in shared variables kept in a ``slots`` dict by name, zero at
+the start: a caller that compiles several training functions over the same parameters (one
+per batch shape under JAX) passes the same dict to each, so they all advance one optimizer
+state.
 
 ``optimizer_updates`` puts the pieces together: optional weight decay (an L2 term added to the
 gradient of every weight matrix), then optional clipping by global norm (Pascanu et al. 2013),

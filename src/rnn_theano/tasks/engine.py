@@ -37,8 +37,9 @@ class CompiledModel:
     ``params`` (e.g. from a checkpoint) are checked against ``config`` (``_check_params``);
     without them the model starts from ``_init_params(config)``. ``optimizer`` is a name of
     ``optimizers.OPTIMIZERS``; ``learning_rate`` is a shared scalar, so ``set_learning_rate``
-    takes effect at the next step without recompiling. ``mode`` is the PyTensor backend.
-    ``config`` needs ``dtype``, ``dropout`` and ``seed``.
+    takes effect at the next step without recompiling; the recurrent matrices (``_recurrent``)
+    learn at ``recurrent_lr_scale`` times it. ``mode`` is the PyTensor backend. ``config``
+    needs ``dtype``, ``dropout`` and ``seed``.
     """
 
     # A subclass's fresh parameters for a config, and its check of given ones.
