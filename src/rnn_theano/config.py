@@ -313,7 +313,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        _positive(self, "epochs", "eval_every", "peer_timeout")
+        _positive(self, "epochs", "eval_every", "peer_timeout", "recurrent_lr_scale")
         if not (self.devices == "all" or self.devices.isdigit() and int(self.devices) > 0):
             raise SettingError("devices", f"must be a positive number or all, got "
                                f"{self.devices!r}")
@@ -325,9 +325,6 @@ class TrainSettings:
                                f"{self.process_id}")
         _not_negative(self, "clip_norm", "weight_decay", "patience", "decay_after",
                       "blas_threads", "asgd")
-        if not self.recurrent_lr_scale > 0:
-            raise SettingError("recurrent_lr_scale", f"must be positive, got "
-                               f"{self.recurrent_lr_scale}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise SettingError("learning_rate", f"must be positive, got {self.learning_rate}")
         if not 0.0 < self.lr_decay <= 1.0:

@@ -52,7 +52,8 @@ class MTEngine(CompiledModel):
     _check_params = staticmethod(check_mt_params)
     _keyed = (0, 2)  # the source and target lengths
     _batch_axes = (1, 1, 1, 1, 1)  # src, src_mask (S, B); y_in, y_out, mask (T, B)
-    _recurrent = re.compile(r"(l|back)\d+_Wh|dec_Wh")  # not att_Wh, the attention's
+    # The encoder's recurrent matrices and the decoder's (not att_Wh, the attention's).
+    _recurrent = re.compile(CompiledModel._recurrent.pattern + "|dec_Wh")
 
     def _compile(self, kind: str, shape: tuple | None) -> Callable:
         if kind == "encode":
