@@ -158,6 +158,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(small_te
     (["--dropout", "1.5", "--arch", "lstm"], ["--dropout"]),
     (["--arch", "gru", "--lr-decay", "0"], ["--lr-decay"]),
     (["--arch", "gru", "--recurrent-lr-scale", "0"], ["--recurrent-lr-scale"]),
+    (["--arch", "rnn", "--weight-drop", "1"], ["--weight-drop"]),
     (["--arch", "gru", "--layers", "0"], ["--layers"]),
     (["--arch", "gru", "--batch-size", "0"], ["--batch-size"]),
     (["--arch", "gru", "--optimizer", "lbfgs"], ["--optimizer"]),

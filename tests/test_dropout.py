@@ -10,6 +10,7 @@ configured is the deterministic model without it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import warnings
 
 import numpy as np
@@ -287,3 +288,82 @@ def test_variational_dropout_needs_a_rate() -> None:
         LMConfig(cell="lstm", vocab_size=C, variational_dropout=True)
     with pytest.raises(SettingError, match="recurrent_dropout"):
         LMConfig(cell="lstm", vocab_size=C, recurrent_dropout=1.0)
+
+
+# --- weight drop: DropConnect on the recurrent matrices (Wan et al. 2013; Merity et al.) -----
+
+WEIGHT_DROP = LMConfig(cell="rnn", vocab_size=C, embed_dim=2, hidden_dim=2, layers=2,
+                       weight_drop=0.5, float32=False, seed=3)
+
+
+@pytest.mark.parametrize("mode_name", ["python", "NUMBA", "JAX"])
+def test_weight_drop_keeps_each_entry_scaled_or_drops_it(mode_name) -> None:
+    """``_Dropout.weights`` on a (200, 300) matrix, in each backend: every entry is 0 or
+    W / keep, a fraction keep is kept, the expected matrix is W, and the next call draws a
+    new mask."""
+    if mode_name != "python":
+        backends.prepare(mode_name)
+    config = dataclasses.replace(WEIGHT_DROP, weight_drop=RATE)
+    drop = _Dropout(config, ptr.shared_rng(seed=6, name="rng"))
+    W = pt.tensor("W", dtype="float64", shape=(200, 300))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The RandomType SharedVariables")
+        f = pytensor.function([W], drop.weights(W), updates=drop.updates(),
+                              mode=MODES.get(mode_name, mode_name))
+    w = 1.0 + np.arange(200 * 300, dtype=np.float64).reshape(200, 300) / 1e5
+    first, second = (np.asarray(f(w)) / w for _ in range(2))
+    for ratio in (first, second):
+        kept = ratio != 0
+        np.testing.assert_allclose(ratio[kept], 1.0 / KEEP, rtol=1e-12)
+        assert abs(kept.mean() - KEEP) < five_sigma(KEEP, w.size)
+        assert abs(ratio.mean() - 1.0) < 5 * np.sqrt((1 - KEEP) / KEEP / w.size)
+    agree = KEEP**2 + RATE**2
+    assert abs(((first != 0) == (second != 0)).mean() - agree) < five_sigma(agree, w.size)
+    assert _Dropout(config, None).weights(W) is W  # evaluation graphs have no generator
+
+
+def thinned_costs(params: dict[str, np.ndarray], x, y, mask, state) -> dict[tuple, float]:
+    """The reference cost of the model without weight drop for each way of thinning its two
+    2x2 recurrent matrices (2^4 masks each, kept entries scaled by 1/keep = 2): brute force."""
+    plain = dataclasses.replace(WEIGHT_DROP, weight_drop=0.0)
+    masks = [np.reshape(m, (2, 2)) for m in itertools.product([0.0, 2.0], repeat=4)]
+    costs = {}
+    for i, m0 in enumerate(masks):
+        for j, m1 in enumerate(masks):
+            thinned = dict(params, l0_Wh=params["l0_Wh"] * m0, l1_Wh=params["l1_Wh"] * m1)
+            costs[(i, j)] = reference_cost(plain, thinned, x, y, mask, state)[0]
+    return costs
+
+
+@pytest.mark.parametrize("mode_name", ["NUMBA", "JAX"])
+def test_weight_drop_is_one_mask_per_batch_and_moves_only_kept_weights(mode_name) -> None:
+    """Each SGD step's cost is the numpy model's with each layer's Wh thinned by exactly one of
+    its 16 masks: one mask served every step and row of the batch (a mask per step or row
+    would match none of the 256 combinations). The step then moves exactly the kept entries
+    of the first layer's Wh; the steps draw different masks; evaluation is the plain model."""
+    backends.prepare(mode_name)
+    engine = LMEngine(WEIGHT_DROP, init_lm_params(WEIGHT_DROP), mode=mode_name,
+                      learning_rate=0.5)
+    x, y, mask, state = batch(WEIGHT_DROP)
+    masks = [np.reshape(m, (2, 2)) for m in itertools.product([0.0, 2.0], repeat=4)]
+    drawn = []
+    for _ in range(5):
+        before = engine.get_params()
+        table = thinned_costs(before, x, y, mask, state)
+        cost = engine.train_step(x, y, mask, state).cost
+        hits = [k for k, c in table.items() if c == pytest.approx(cost, rel=1e-9)]
+        assert len(hits) == 1, hits
+        drawn.append(hits[0])
+        moved = engine.get_params()["l0_Wh"] != before["l0_Wh"]
+        np.testing.assert_array_equal(moved, masks[hits[0][0]] != 0)
+    assert len(set(drawn)) > 1
+    params = engine.get_params()
+    plain = dataclasses.replace(WEIGHT_DROP, weight_drop=0.0)
+    expected, _ = reference_cost(plain, params, x, y, mask, state)
+    assert engine.eval_step(x, y, mask, state).cost == pytest.approx(expected, rel=1e-10)
+
+
+def test_weight_drop_needs_a_rate_below_one() -> None:
+    from rnn_theano.errors import SettingError
+    with pytest.raises(SettingError, match="weight_drop"):
+        dataclasses.replace(WEIGHT_DROP, weight_drop=1.0)

@@ -217,6 +217,10 @@ class ModelSettings(Backend):
     variational_dropout: bool = flag(False, _VARIATIONAL_HELP, only="engine")
     recurrent_dropout: float = flag(0.0, _RECURRENT_HELP, metavar="P", only="engine")
     embed_dropout: float = flag(0.0, _EMBED_DROPOUT_HELP, metavar="P", only="engine")
+    weight_drop: float = flag(0.0, "drop each recurrent weight (each layer's Wh) with "
+                              "probability P, one mask per batch for every step and row "
+                              "(DropConnect: AWD-LSTM's weight drop)", metavar="P",
+                              only="engine")
     stream: bool = flag(False, "read the corpus as one token stream with <eos> per line, state "
                         "carried across windows (the LM benchmark)", only="engine")
 

@@ -81,7 +81,7 @@ class RecogniserConfig:
         return 2 ** self.subsample
 
     # What ``_Dropout`` reads: plain dropout only.
-    word_rate, recurrent_rate, embed_rate, locked = 0.0, 0.0, 0.0, False
+    word_rate, recurrent_rate, embed_rate, weight_rate, locked = 0.0, 0.0, 0.0, 0.0, False
 
     @property
     def draws_masks(self) -> bool:

@@ -45,7 +45,7 @@ import pytensor.tensor as pt
 from ..errors import SettingError
 from ..nn.cells import CELLS
 from .lm_graph import (FORWARD, BACKWARD, EncoderSettings, SequenceDropout, _Dropout, _stack,
-                       _target_log_prob, check_param_shapes, init_encoder,
+                       _target_log_prob, check_param_shapes, check_rates, init_encoder,
                        init_output)
 
 Tensor = pt.TensorVariable
@@ -77,8 +77,7 @@ class ClassifierConfig(SequenceDropout, EncoderSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_sequence_dropout()
-        if not 0.0 <= self.word_dropout < 1.0:
-            raise SettingError("word_dropout", f"must be in [0, 1), got {self.word_dropout}")
+        check_rates(self, "word_dropout")
         if not self.embed_init > 0:
             raise SettingError("embed_init", f"must be positive, got {self.embed_init}")
         if self.n_classes < 2:

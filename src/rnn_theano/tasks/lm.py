@@ -58,7 +58,8 @@ def graph_config(model: ModelSettings, vocab_size: int, seed: int) -> LMConfig:
                     no_bias=model.no_bias, forget_bias=model.forget_bias,
                     identity_init=model.identity_init, softmax_classes=model.softmax_classes,
                     seed=seed, variational_dropout=model.variational_dropout,
-                    recurrent_dropout=model.recurrent_dropout, embed_dropout=model.embed_dropout)
+                    recurrent_dropout=model.recurrent_dropout, embed_dropout=model.embed_dropout,
+                    weight_drop=model.weight_drop)
 
 
 def check_model(config: TrainConfig) -> None:

@@ -17,9 +17,10 @@ all T*B positions. Dropout (inverted: scaled by 1/keep at training time, the ide
 evaluation) touches these non-recurrent connections (Zaremba et al. 2014): a fresh mask at
 every step, or with ``variational_dropout`` one mask per sequence, the same units dropped at
 every step (Gal & Ghahramani 2016). ``recurrent_dropout`` adds such a per-sequence mask on
-the state h_{t-1} fed back into each layer, and ``embed_dropout`` drops whole word types for
-a batch (every occurrence of a dropped word reads zeros), as AWD-LSTM does (Merity et al.
-2017).
+the state h_{t-1} fed back into each layer, ``embed_dropout`` drops whole word types for
+a batch (every occurrence of a dropped word reads zeros), and ``weight_drop`` drops entries of
+each recurrent matrix ``Wh`` (DropConnect, Wan et al. 2013), one mask per batch shared by
+every step and row, as AWD-LSTM does (Merity et al. 2017).
 
 Bidirectional: a second, independent stack of L layers reads the *targets* y backwards in
 time. ``x[t]`` is word t and ``y[t]`` word t+1 of a sentence, so the forward state after
@@ -117,10 +118,15 @@ class EncoderSettings:
         return 0.0
 
     @property
+    def weight_rate(self) -> float:
+        """The rate at which entries of each recurrent matrix are dropped for a batch."""
+        return 0.0
+
+    @property
     def draws_masks(self) -> bool:
         """Whether training draws random dropout masks (and keeps a generator for them)."""
         return (self.dropout > 0.0 or self.word_rate > 0.0 or self.recurrent_rate > 0.0
-                or self.embed_rate > 0.0)
+                or self.embed_rate > 0.0 or self.weight_rate > 0.0)
 
     @property
     def top_dim(self) -> int:
@@ -131,6 +137,13 @@ class EncoderSettings:
     def directions(self) -> tuple[str, ...]:
         """Parameter-name prefixes of the stacks: forward, then backward if bidirectional."""
         return (FORWARD, BACKWARD) if self.bidirectional else (FORWARD,)
+
+
+def check_rates(config: Any, *names: str) -> None:
+    """Refuse a dropout rate outside [0, 1): at 1 nothing would be kept."""
+    for name in names:
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise SettingError(name, f"must be in [0, 1), got {getattr(config, name)}")
 
 
 class SequenceDropout:
@@ -145,9 +158,7 @@ class SequenceDropout:
     dropout: float
 
     def check_sequence_dropout(self) -> None:
-        for name in ("recurrent_dropout", "embed_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise SettingError(name, f"must be in [0, 1), got {getattr(self, name)}")
+        check_rates(self, "recurrent_dropout", "embed_dropout")
         if self.variational_dropout and not self.dropout:
             raise SettingError("variational_dropout", "draws the --dropout masks once per "
                                "sequence, but --dropout is 0: give it a rate")
@@ -183,10 +194,12 @@ class LMConfig(SequenceDropout, EncoderSettings):
     variational_dropout: bool = False
     recurrent_dropout: float = 0.0
     embed_dropout: float = 0.0
+    weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_sequence_dropout()
+        check_rates(self, "weight_drop")
         if self.softmax_classes and not 2 <= self.softmax_classes <= self.vocab_size:
             raise SettingError("softmax_classes", f"{self.softmax_classes} must be between 2 "
                                f"and the vocabulary size {self.vocab_size} (0: the full "
@@ -197,6 +210,10 @@ class LMConfig(SequenceDropout, EncoderSettings):
                                "class layer's word matrix is laid out by class; drop one")
         if self.identity_init and self.cell != "relu":
             raise SettingError("identity_init", f"is for the relu cell, not {self.cell}")
+
+    @property
+    def weight_rate(self) -> float:
+        return self.weight_drop
 
     @property
     def projected(self) -> bool:
@@ -421,6 +438,7 @@ class _Dropout:
         self.keep, self.dtype = 1.0 - config.dropout, config.dtype
         self.keep_word, self.locked = 1.0 - config.word_rate, config.locked
         self.keep_state, self.keep_type = 1.0 - config.recurrent_rate, 1.0 - config.embed_rate
+        self.keep_weight = 1.0 - config.weight_rate
 
     def __call__(self, h: Tensor) -> Tensor:
         """``h`` (T, B, H) dropped: a mask per unit, or one per sequence if ``locked``; ``h``
@@ -434,6 +452,12 @@ class _Dropout:
             return None
         return self._dropped(pt.ones((batch, units), dtype=self.dtype), self.keep_state,
                              (batch, units))
+
+    def weights(self, Wh: Tensor) -> Tensor:
+        """A recurrent matrix with each entry dropped at the weight rate, the rest scaled by
+        1/keep: one draw per call, outside ``scan``, so every step and row of the batch runs
+        the same thinned matrix, and the gradient reaches only the kept entries."""
+        return self._dropped(Wh, self.keep_weight, Wh.shape)
 
     def embedded(self, embed: Tensor, x: Tensor) -> Tensor:
         """``embed[x]``, with each word type of the vocabulary dropped for the whole batch at
@@ -475,7 +499,8 @@ def _stack(config: LMConfig, params: dict[str, Any], prefix: str, inputs: Tensor
             h = drop(h)
         xp = project_inputs(h, params[f"{prefix}{i}_Wx"], params.get(f"{prefix}{i}_b"))
         keep = drop.recurrent(mask.shape[1], config.hidden_dim)
-        states = run_cell(cell, xp, mask, initial[i], params[f"{prefix}{i}_Wh"], keep)
+        Wh = drop.weights(params[f"{prefix}{i}_Wh"])
+        states = run_cell(cell, xp, mask, initial[i], Wh, keep)
         finals.append([s[-1] for s in states])
         h = states[0]  # the next layer reads h, never the LSTM's c
     return h, finals
