@@ -61,6 +61,15 @@ def run_title(run: dict) -> str:
     return f"{model}, {training}, {run.get('parameters', 0) / 1e6:.2f}M parameters"
 
 
+def run_subtitle(run: dict) -> str:
+    """'18 epochs, 45 min, averaged after epoch 7': how long it ran, and when averaged SGD
+    (``--asgd``) began, which the curves show as a sudden drop."""
+    rows = run["history"]
+    text = f"{len(rows)} epochs, {rows[-1]['seconds'] / 60:.0f} min"
+    started = [r["epoch"] for r in rows if r.get("averaging")]
+    return text + (f", averaged after epoch {started[0]}" if started else "")
+
+
 def plot_runs(runs: list[tuple[str, dict]], out: str | Path,
               references: dict[str, float] | None = None) -> None:
     """Write one PNG with a panel per ``(name, run)``; ``references`` maps a name to a test ppl."""
@@ -86,9 +95,7 @@ def plot_runs(runs: list[tuple[str, dict]], out: str | Path,
         if ref:
             ax.axhline(ref, color="black", lw=1, alpha=0.6)
             ax.text(epochs[0], ref, f" published test {ref:g}", va="bottom", fontsize=8)
-        minutes = rows[-1]["seconds"] / 60
-        ax.set_title(f"{name}: {run_title(run)}\n{len(rows)} epochs, {minutes:.0f} min",
-                     fontsize=9)
+        ax.set_title(f"{name}: {run_title(run)}\n{run_subtitle(run)}", fontsize=9)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_yscale("log")

@@ -32,6 +32,13 @@ def test_titles_read_flat_and_grouped_settings():
         "1x64 LSTM, tied, dropout 0.3, adam lr 0.002 (Wh x0.25), 1.00M parameters"
 
 
+def test_subtitles_say_when_averaging_began(tmp_path):
+    run = json.loads(training_log(tmp_path / "rnn.json", FLAT, epochs=4).read_text())
+    assert plot_curves.run_subtitle(run) == "4 epochs, 4 min"
+    run["history"][1]["averaging"] = True  # the trainer marks the epoch that triggered it
+    assert plot_curves.run_subtitle(run) == "4 epochs, 4 min, averaged after epoch 2"
+
+
 def test_one_panel_per_log_with_the_reference(tmp_path, capsys):
     gru = training_log(tmp_path / "gru.json", FLAT)
     lstm = training_log(tmp_path / "lstm.json", GROUPED, epochs=1)
