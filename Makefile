@@ -5,7 +5,7 @@
 #   make generate                   sample sentences from the trained model
 #   make test                       run the test suite
 #   make bench                      training speed side by side with PyTorch (QUICK=1: a short run)
-#   make ptb-rnn / ptb-lstm / ptb-gru   the Penn Treebank recipes of configs/ (about 35 minutes each on 2 cores)
+#   make ptb-rnn / ptb-lstm / ptb-gru   the Penn Treebank recipes of configs/ (35 to 55 minutes each on 2 cores)
 #   make ptb-lstm-vd / ptb-gru-vd   LSTM / GRU regularised (variational dropout, tying; about an hour each)
 #   make ptb-plots                  their training curves as PNG (needs the [plot] extra)
 #   make gradient-flow              the vanishing-gradient study (docs/gradient-flow.md)
