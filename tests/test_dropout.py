@@ -294,6 +294,8 @@ def test_variational_dropout_needs_a_rate() -> None:
 
 WEIGHT_DROP = LMConfig(cell="rnn", vocab_size=C, embed_dim=2, hidden_dim=2, layers=2,
                        weight_drop=0.5, float32=False, seed=3)
+# Every way to thin one of its 2x2 recurrent matrices: 2^4 masks, kept entries scaled by 2.
+WH_MASKS = [np.reshape(m, (2, 2)) for m in itertools.product([0.0, 2.0], repeat=4)]
 
 
 @pytest.mark.parametrize("mode_name", ["python", "NUMBA", "JAX"])
@@ -324,12 +326,11 @@ def test_weight_drop_keeps_each_entry_scaled_or_drops_it(mode_name) -> None:
 
 def thinned_costs(params: dict[str, np.ndarray], x, y, mask, state) -> dict[tuple, float]:
     """The reference cost of the model without weight drop for each way of thinning its two
-    2x2 recurrent matrices (2^4 masks each, kept entries scaled by 1/keep = 2): brute force."""
+    recurrent matrices (``WH_MASKS`` for each): brute force."""
     plain = dataclasses.replace(WEIGHT_DROP, weight_drop=0.0)
-    masks = [np.reshape(m, (2, 2)) for m in itertools.product([0.0, 2.0], repeat=4)]
     costs = {}
-    for i, m0 in enumerate(masks):
-        for j, m1 in enumerate(masks):
+    for i, m0 in enumerate(WH_MASKS):
+        for j, m1 in enumerate(WH_MASKS):
             thinned = dict(params, l0_Wh=params["l0_Wh"] * m0, l1_Wh=params["l1_Wh"] * m1)
             costs[(i, j)] = reference_cost(plain, thinned, x, y, mask, state)[0]
     return costs
@@ -345,7 +346,6 @@ def test_weight_drop_is_one_mask_per_batch_and_moves_only_kept_weights(mode_name
     engine = LMEngine(WEIGHT_DROP, init_lm_params(WEIGHT_DROP), mode=mode_name,
                       learning_rate=0.5)
     x, y, mask, state = batch(WEIGHT_DROP)
-    masks = [np.reshape(m, (2, 2)) for m in itertools.product([0.0, 2.0], repeat=4)]
     drawn = []
     for _ in range(5):
         before = engine.get_params()
@@ -355,7 +355,7 @@ def test_weight_drop_is_one_mask_per_batch_and_moves_only_kept_weights(mode_name
         assert len(hits) == 1, hits
         drawn.append(hits[0])
         moved = engine.get_params()["l0_Wh"] != before["l0_Wh"]
-        np.testing.assert_array_equal(moved, masks[hits[0][0]] != 0)
+        np.testing.assert_array_equal(moved, WH_MASKS[hits[0][0]] != 0)
     assert len(set(drawn)) > 1
     params = engine.get_params()
     plain = dataclasses.replace(WEIGHT_DROP, weight_drop=0.0)

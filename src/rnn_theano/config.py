@@ -30,6 +30,7 @@ from .errors import SettingError, UserError
 from .nn.optimizers import OPTIMIZERS
 from .tasks.asr_graph import ASR_CELLS
 from .tasks.classify_graph import POOLINGS
+from .tasks.lm_graph import check_rates
 from .tasks.mt_graph import ATTENTIONS, INIT_STATES
 from .tutorial.numpy_rnn import ACTIVATIONS, TRUNCATIONS
 
@@ -514,8 +515,7 @@ class ClassifierSettings(Backend):
         if self.vocab_size < 4:
             raise SettingError("vocab_size", f"must be at least 4 (a word, the unknown word "
                                f"and the two sentence markers), got {self.vocab_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+        check_rates(self, "dropout")
 
     @property
     def lowercase(self) -> bool:
@@ -651,8 +651,7 @@ class MTModelSettings(Backend):
         for name in ("src_vocab_size", "tgt_vocab_size"):
             if getattr(self, name) < 8:
                 raise SettingError(name, f"must be at least 8, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+        check_rates(self, "dropout")
 
 
 @dataclass(frozen=True)
@@ -782,8 +781,7 @@ class AsrModelSettings(Backend):
         check_fields(self)
         _positive(self, "sample_rate", "n_mels", "proj_dim", "hidden_dim", "layers")
         _not_negative(self, "subsample")
-        if not 0.0 <= self.dropout < 1.0:
-            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+        check_rates(self, "dropout")
 
 
 @dataclass(frozen=True)

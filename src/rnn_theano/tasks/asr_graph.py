@@ -34,7 +34,8 @@ import pytensor.tensor as pt
 from ..errors import SettingError
 from ..nn.cells import CELLS, init_cell_params, project_inputs, run_cell
 from ..nn.ctc import ctc_cost
-from .lm_graph import FORWARD, BACKWARD, _Dropout, check_param_shapes, init_output
+from .lm_graph import (FORWARD, BACKWARD, _Dropout, check_param_shapes, check_rates,
+                       init_output)
 
 Tensor = pt.TensorVariable
 ASR_CELLS = ("gru", "lstm")
@@ -68,8 +69,7 @@ class RecogniserConfig:
                                f"{self.subsample}")
         if self.n_outputs < 2:
             raise SettingError("n_outputs", f"needs the blank and a label, got {self.n_outputs}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+        check_rates(self, "dropout")
 
     @property
     def dtype(self) -> str:

@@ -71,6 +71,14 @@ FORWARD, BACKWARD = "l", "back"
 _EMBED_INIT = 0.1
 
 
+def check_rates(config: Any, *names: str) -> None:
+    """Refuse a rate (of dropout, of label smoothing) outside [0, 1): at 1 nothing would be
+    kept."""
+    for name in names:
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise SettingError(name, f"must be in [0, 1), got {getattr(config, name)}")
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     """The settings of the embedding and the cell stacks, which every model over ``_stack``
@@ -90,8 +98,7 @@ class EncoderSettings:
         for name in ("vocab_size", "embed_dim", "hidden_dim", "layers"):
             if getattr(self, name) < 1:
                 raise SettingError(name, f"must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+        check_rates(self, "dropout")
 
     @property
     def dtype(self) -> str:
@@ -137,13 +144,6 @@ class EncoderSettings:
     def directions(self) -> tuple[str, ...]:
         """Parameter-name prefixes of the stacks: forward, then backward if bidirectional."""
         return (FORWARD, BACKWARD) if self.bidirectional else (FORWARD,)
-
-
-def check_rates(config: Any, *names: str) -> None:
-    """Refuse a dropout rate outside [0, 1): at 1 nothing would be kept."""
-    for name in names:
-        if not 0.0 <= getattr(config, name) < 1.0:
-            raise SettingError(name, f"must be in [0, 1), got {getattr(config, name)}")
 
 
 class SequenceDropout:

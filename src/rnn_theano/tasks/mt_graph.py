@@ -47,7 +47,7 @@ import pytensor.tensor as pt
 from ..errors import SettingError
 from ..nn.cells import CELLS, init_cell_params, project_inputs
 from .lm_graph import (FORWARD, BACKWARD, EncoderSettings, _Dropout, _logsumexp, _stack,
-                       check_param_shapes, init_encoder)
+                       check_param_shapes, check_rates, init_encoder)
 
 Tensor = pt.TensorVariable
 ATTENTIONS = ("additive", "general", "dot")
@@ -90,9 +90,7 @@ class Seq2SeqConfig(EncoderSettings):
         if self.init_state not in INIT_STATES:
             raise SettingError("init_state", f"{self.init_state!r} is unknown: use one of "
                                f"{', '.join(INIT_STATES)}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise SettingError("label_smoothing", f"must be in [0, 1), got "
-                               f"{self.label_smoothing}")
+        check_rates(self, "label_smoothing")
 
     @property
     def hp_dim(self) -> int:
