@@ -11,8 +11,11 @@ import json
 import numpy as np
 import pytest
 
+from rnn_theano import cli
 from rnn_theano.checkpoint import load_checkpoint
 from rnn_theano.cli import classify_main, generate_main, main, train_classifier_main
+from rnn_theano.config import ClassifyConfig
+from rnn_theano.tasks import classify
 
 FILLER = "the a of to and in it is was on for with as at by this that".split()
 CUES = {"pos": ["great", "lovely", "superb"], "neg": ["awful", "dull", "poor"]}
@@ -153,6 +156,19 @@ def test_bad_training_files_are_one_line_and_keep_the_checkpoint(files, trained,
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
     assert needle in err
+    assert hashlib.sha1(out.read_bytes()).hexdigest() == digest
+
+
+def test_the_adversarial_length_reaches_the_network_and_a_negative_one_is_refused(
+        files, trained, capsys):
+    argv = ["--train", str(files["train"]), *TINY, "--adversarial", "2.5"]
+    config, _ = cli.train_config(argv, ClassifyConfig, "train-classifier")
+    assert classify.graph_config(config, 10, 2).adversarial == 2.5
+    out, _ = trained
+    digest = hashlib.sha1(out.read_bytes()).hexdigest()
+    code = train(files, out, "--adversarial", "-1")
+    err = capsys.readouterr().err
+    assert code == 2 and "--adversarial" in err and len(err.strip().splitlines()) == 1
     assert hashlib.sha1(out.read_bytes()).hexdigest() == digest
 
 

@@ -111,7 +111,8 @@ def reference_log_probs(config: ClassifierConfig, P: dict, sentences) -> np.ndar
 def test_config_refuses_impossible_settings() -> None:
     for field, value in [("cell", "tree"), ("n_classes", 1), ("pooling", "sum"),
                          ("dropout", 1.0), ("hidden_dim", 0), ("layers", 0),
-                         ("recurrent_dropout", 1.0), ("variational_dropout", True)]:
+                         ("recurrent_dropout", 1.0), ("variational_dropout", True),
+                         ("adversarial", -0.1), ("adversarial", float("nan"))]:
         with pytest.raises(SettingError) as error:
             ClassifierConfig(**{field: value})
         assert error.value.setting == field
@@ -251,6 +252,62 @@ def test_the_language_models_dropouts_reach_the_classifier(change: dict) -> None
     assert engine.eval_step(x, mask, LABELS).cost == pytest.approx(-expected, rel=1e-10)
     costs = {engine.train_step(x, mask, LABELS).cost for _ in range(3)}
     assert len(costs) == 3 and all(c != pytest.approx(-expected, rel=1e-6) for c in costs)
+
+
+def adversarial_objective(config: ClassifierConfig, P: dict,
+                          r: list | None = None) -> tuple[float, list]:
+    """The numpy objective of an adversarial training step: each sentence's cross-entropy at
+    its embedded words plus at those words moved by its ``r`` (n, E). Without ``r``, r is
+    computed: central differences of the cross-entropy in every embedded coordinate give the
+    gradient g, and r = adversarial * g / |g|. Returns (objective, the list of r)."""
+    def ce(vectors: np.ndarray, label: int) -> float:
+        # The sentence's positions as words 0..n-1 of an embedding holding its vectors.
+        moved = {**P, "embed": vectors}
+        return -reference_log_probs(config, moved, [np.arange(len(vectors))])[0, label]
+
+    total, found = 0.0, []
+    for b, words in enumerate(SENTENCES):
+        e = P["embed"][words]
+        if r is None:
+            g, h = np.zeros_like(e), 1e-6
+            for index in np.ndindex(*e.shape):
+                up, down = e.copy(), e.copy()
+                up[index] += h
+                down[index] -= h
+                g[index] = (ce(up, LABELS[b]) - ce(down, LABELS[b])) / (2 * h)
+            found.append(config.adversarial * g / np.linalg.norm(g))
+        total += ce(e, LABELS[b]) + ce(e + found[b] if r is None else e + r[b], LABELS[b])
+    return total, found
+
+
+def test_adversarial_training_adds_the_cost_uphill_of_each_sentence(
+        reference_model: Model) -> None:
+    """A training step's objective is each sentence's cross-entropy plus the one at its
+    embedded words moved a distance ``adversarial`` along the gradient of its cross-entropy
+    (the numpy reference, by central differences); the move is a constant to the step (the
+    parameters' step is the finite-difference gradient with r held fixed). The step reports
+    the plain cost, and evaluation has no adversarial term."""
+    config = dataclasses.replace(reference_model.config, adversarial=0.3)
+    params = reference_model.values()
+    engine = ClassifierEngine(config, params, mode="FAST_COMPILE", optimizer="sgd",
+                              learning_rate=0.5)
+    x, mask = padded(SENTENCES, T=8)
+    plain = reference_model(x, mask, LABELS)["cost"]
+    assert engine.eval_step(x, mask, LABELS).cost == pytest.approx(plain, rel=1e-10)
+    objective, r = adversarial_objective(config, params)
+    assert objective > 2 * plain  # each move is uphill
+    assert engine.train_step(x, mask, LABELS).cost == pytest.approx(plain, rel=1e-10)
+    step = {k: (params[k] - v) / 0.5 * len(SENTENCES) for k, v in engine.get_params().items()}
+    rng, h = np.random.default_rng(6), 1e-6
+    for name in ("embed", "l0_Wh", "back0_Wx", "out_W"):
+        for index in map(tuple, rng.integers(0, params[name].shape, (3, params[name].ndim))):
+            costs = []
+            for delta in (h, -h):
+                moved = {k: v.copy() for k, v in params.items()}
+                moved[name][index] += delta
+                costs.append(adversarial_objective(config, moved, r)[0])
+            numeric = (costs[0] - costs[1]) / (2 * h)
+            assert step[name][index] == pytest.approx(numeric, rel=1e-5, abs=1e-8), name
 
 
 def test_class_batches_bucket_pad_and_keep_labels() -> None:

@@ -505,6 +505,9 @@ class ClassifierSettings(Backend):
     variational_dropout: bool = flag(False, _VARIATIONAL_HELP)
     recurrent_dropout: float = flag(0.0, _RECURRENT_HELP, metavar="P")
     embed_dropout: float = flag(0.0, _EMBED_DROPOUT_HELP, metavar="P")
+    adversarial: float = flag(0.0, "adversarial training: also train on each sentence with "
+                              "its embedded words moved a distance A the way that raises its "
+                              "cost most (0: off)", metavar="A")
     keep_case: bool = flag(False, "do not lowercase words")
     mode: str = flag("AUTO", "PyTensor backend (AUTO: JAX when jax is installed, else NUMBA)",
                      MODES)

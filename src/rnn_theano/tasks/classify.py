@@ -53,7 +53,7 @@ def graph_config(config: ClassifyConfig, vocab_size: int, n_classes: int) -> Cla
                             embed_init=m.embed_init, word_dropout=m.word_dropout,
                             variational_dropout=m.variational_dropout,
                             recurrent_dropout=m.recurrent_dropout,
-                            embed_dropout=m.embed_dropout)
+                            embed_dropout=m.embed_dropout, adversarial=m.adversarial)
 
 
 def check_model(config: ClassifyConfig) -> None:

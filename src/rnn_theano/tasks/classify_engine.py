@@ -3,7 +3,8 @@
 ``ClassifierEngine`` compiles, each on first use (once per batch shape under JAX):
 
 * ``train_step(x, mask, labels)``: one optimizer update on the batch's weighted mean
-  cross-entropy, dropout on;
+  cross-entropy (plus its adversarial term's, ``classify_graph``), dropout on; it reports
+  the plain cross-entropy;
 * ``eval_step(x, mask, labels)``: the same cost, dropout off, no update;
 * ``log_probs(x, mask)``: every class's log-probability for every row.
 
@@ -60,7 +61,8 @@ class ClassifierEngine(CompiledModel):
     def _compile(self, kind: str, shape: tuple[int, int] | None) -> Callable:
         if kind == "train":
             graph = build_classifier(self.config, self.params, self._dropout_rng, shape)
-            objective = graph.cost / pt.maximum(graph.weight, 1e-12)  # weighted mean CE
+            # The weighted mean cross-entropy, plus its adversarial twin's when set.
+            objective = (graph.cost + graph.adversarial) / pt.maximum(graph.weight, 1e-12)
             updates, norm = self._training_updates(objective, graph.updates)
             outputs = [graph.cost, graph.n, graph.correct, norm]
         else:  # evaluation graphs have no random numbers at all

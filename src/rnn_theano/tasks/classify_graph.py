@@ -9,6 +9,7 @@ L layers, K classes, R = H, or 2H when bidirectional)::
     rep = pool(fwd, back)                           (B, R)      dropout
     log p(k | sentence) = log_softmax(rep out_W + out_b)        (B, K)
     cost = sum_b w[y_b] CE_b                        summed over rows with a real token
+    adversarial = cost at e + r, r = a g_b / |g_b|  training with --adversarial a only
 
 Masking keeps a row's state through its padding (``cells``), so the forward stack's last state
 is the state after the row's last real word, and the backward stack, which reads the reversed
@@ -30,17 +31,26 @@ Uniform(+-1/sqrt(R)) and ``out_b`` (K,) zero; with attention also ``att_W`` (R, 
 ``att_v`` (R,) Uniform(+-1/sqrt(R)) and ``att_b`` (R,) zero, drawn after the others so that
 the other poolings start from the same numbers with or without it.
 
+Adversarial training (Miyato et al. 2017) moves each training row's embedded words (after
+dropout) a distance ``adversarial`` in the direction g_b, the gradient of the row's cost with
+respect to them, where a small step raises it most, and adds the cost there to the objective:
+the network learns to keep its answer when the words' vectors shift a little. r is held
+constant (no gradient flows through g); evaluation graphs have no such term.
+
 ``class_weights`` (K,) weigh each row's cross-entropy by its label's weight (all ones: the
 plain summed cross-entropy); the engine trains on ``cost / weight``, the weighted mean.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
+from pytensor.gradient import disconnected_grad
 
 from ..errors import SettingError
 from ..nn.cells import CELLS
@@ -73,11 +83,14 @@ class ClassifierConfig(SequenceDropout, EncoderSettings):
     variational_dropout: bool = False  # the language model's three (``SequenceDropout``)
     recurrent_dropout: float = 0.0
     embed_dropout: float = 0.0
+    adversarial: float = 0.0  # training adds the cost of embeddings pushed this far uphill
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_sequence_dropout()
         check_rates(self, "word_dropout")
+        if not 0.0 <= self.adversarial < math.inf:
+            raise SettingError("adversarial", f"must be a length >= 0, got {self.adversarial}")
         if not self.embed_init > 0:
             raise SettingError("embed_init", f"must be positive, got {self.embed_init}")
         if self.n_classes < 2:
@@ -118,6 +131,7 @@ class ClassifierGraph:
     labels: Tensor         # (B,) int32 class of each row
     class_weights: Tensor  # (K,) weight of each class's cross-entropy
     cost: Tensor           # () sum over real rows of w[label] * cross-entropy, in nats
+    adversarial: Tensor    # () the same cost at the perturbed embeddings (training; else 0)
     n: Tensor              # () rows with at least one real token
     weight: Tensor         # () sum over real rows of w[label]: the cost's denominator
     correct: Tensor        # () real rows whose most probable class is their label
@@ -129,7 +143,8 @@ class ClassifierGraph:
 def build_classifier(config: ClassifierConfig, params: dict[str, Any],
                      dropout_rng: Any | None = None,
                      shape: tuple[int, int] | None = None) -> ClassifierGraph:
-    """The graph over the shared ``params``; dropout only when ``dropout_rng`` is given.
+    """The graph over the shared ``params``; a training graph (dropout, the adversarial
+    cost) only when ``dropout_rng`` is given.
 
     ``shape`` fixes (T, B) in the input types (the JAX backend needs it); ``dropout_rng`` is a
     shared generator whose update the compiled function must apply (as in ``lm_graph.build_lm``).
@@ -142,16 +157,40 @@ def build_classifier(config: ClassifierConfig, params: dict[str, Any],
     drop = _Dropout(config, dropout_rng)
 
     real = mask.max(axis=0)  # (B,): 1 for a row with a real token, 0 for an empty one
-    e = drop(drop.words(drop.embedded(params["embed"], x)))
-    rep = drop(_represent(config, params, e, mask, real, drop))
-    logits = rep.dot(params["out_W"]) + params["out_b"]  # (B, K)
     weights = class_weights[labels] * real  # (B,)
-    cost = -(_target_log_prob(logits, labels) * weights).sum()
+
+    def classify(e: Tensor) -> tuple[Tensor, Tensor]:
+        """The logits (B, K) of the embedded batch ``e`` (T, B, E), and their cost."""
+        rep = drop(_represent(config, params, e, mask, real, drop))
+        logits = rep.dot(params["out_W"]) + params["out_b"]
+        return logits, -(_target_log_prob(logits, labels) * weights).sum()
+
+    e = drop(drop.words(drop.embedded(params["embed"], x)))
+    logits, cost = classify(e)
+    adversarial = pt.zeros((), dtype=config.dtype)
+    if dropout_rng is not None and config.adversarial > 0:
+        adversarial = classify(e + _uphill(config, cost, e))[1]
     predicted = pt.argmax(logits, axis=-1)
     hits = pt.cast(pt.eq(predicted, labels), config.dtype)
-    return ClassifierGraph(x, mask, labels, class_weights, cost, real.sum(), weights.sum(),
+    return ClassifierGraph(x, mask, labels, class_weights, cost, adversarial, real.sum(),
+                           weights.sum(),
                            (hits * real).sum(), predicted,
                            pt.special.log_softmax(logits, axis=-1), drop.updates())
+
+
+def _uphill(config: ClassifierConfig, cost: Tensor, e: Tensor) -> Tensor:
+    """The adversarial perturbation of the embedded batch ``e`` (T, B, E) (Miyato et al.
+    2017): for each row, the direction in which its cost rises fastest, scaled to length
+    ``config.adversarial`` over the row's whole (T, E) block; a constant to the gradient.
+
+    ``cost`` sums the rows, so its gradient at a row's embeddings is that row's own; it is
+    zero on padding, which the cells and the pooling ignore, and a row whose gradient is all
+    zero (an empty row) stays where it is.
+    """
+    g = disconnected_grad(pytensor.grad(cost, e))
+    norm = pt.sqrt((g * g).sum(axis=(0, 2), keepdims=True))  # (1, B, 1)
+    tiny = np.asarray(1e-20, dtype=config.dtype)
+    return np.asarray(config.adversarial, dtype=config.dtype) * g / pt.maximum(norm, tiny)
 
 
 def _represent(config: ClassifierConfig, params: dict[str, Any], e: Tensor, mask: Tensor,
