@@ -38,7 +38,8 @@ the network learns to keep its answer when the words' vectors shift a little. r 
 constant (no gradient flows through g); evaluation graphs have no such term.
 
 ``class_weights`` (K,) weigh each row's cross-entropy by its label's weight (all ones: the
-plain summed cross-entropy); the engine trains on ``cost / weight``, the weighted mean.
+plain summed cross-entropy); the engine trains on ``(cost + adversarial) / weight``, the
+weighted mean.
 """
 
 from __future__ import annotations
