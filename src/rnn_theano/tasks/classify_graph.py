@@ -174,8 +174,7 @@ def build_classifier(config: ClassifierConfig, params: dict[str, Any],
     predicted = pt.argmax(logits, axis=-1)
     hits = pt.cast(pt.eq(predicted, labels), config.dtype)
     return ClassifierGraph(x, mask, labels, class_weights, cost, adversarial, real.sum(),
-                           weights.sum(),
-                           (hits * real).sum(), predicted,
+                           weights.sum(), (hits * real).sum(), predicted,
                            pt.special.log_softmax(logits, axis=-1), drop.updates())
 
 
