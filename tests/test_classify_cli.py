@@ -15,6 +15,8 @@ from rnn_theano import cli
 from rnn_theano.checkpoint import load_checkpoint
 from rnn_theano.cli import classify_main, generate_main, main, train_classifier_main
 from rnn_theano.config import ClassifyConfig
+from rnn_theano.data.batching import round_up
+from rnn_theano.data.vocab import SPECIAL_TOKENS
 from rnn_theano.tasks import classify
 
 FILLER = "the a of to and in it is was on for with as at by this that".split()
@@ -169,6 +171,64 @@ def test_the_adversarial_length_reaches_the_network_and_a_negative_one_is_refuse
     code = train(files, out, "--adversarial", "-1")
     err = capsys.readouterr().err
     assert code == 2 and "--adversarial" in err and len(err.strip().splitlines()) == 1
+    assert hashlib.sha1(out.read_bytes()).hexdigest() == digest
+
+
+@pytest.fixture(scope="module")
+def pieces(files, tmp_path_factory):
+    """A classifier that reads words as BPE pieces: too few kinds for every filler word, so
+    that some words are cut."""
+    out = tmp_path_factory.mktemp("pieces") / "clf.npz"
+    assert train(files, out, "--epochs", "6", "--subwords", "40") == 0
+    return out
+
+
+def test_subwords_cut_words_into_the_pieces_the_checkpoint_keeps(pieces):
+    from rnn_theano.data.parallel import Subwords
+    from rnn_theano.tasks.classify import Predictor
+    ckpt = load_checkpoint(pieces)
+    bpe = Subwords(ckpt.blobs["subwords.model"])
+    assert ckpt.settings.model.subwords == 40 and ckpt.state["test_accuracy"] >= 0.85
+    sentence = "the film was superb and it is on at the end of this week"
+    cut = bpe.split(sentence)
+    assert len(cut) > len(sentence.split()) and "".join(cut).replace("\u2581", " ").strip() == (
+        sentence)
+    assert set(ckpt.vocab.words) - set(bpe.pieces) == set(SPECIAL_TOKENS)  # pieces only
+    assert "\u2581the" not in ckpt.vocab.words  # the commonest word is cut, too
+    predictor = Predictor(ckpt)
+    x = np.zeros((round_up(len(cut), predictor.engine.pad_multiple), 1), np.int32)
+    x[:len(cut), 0] = [ckpt.vocab.id(p) for p in cut]
+    expected = np.exp(predictor.engine.log_probs(x, (np.arange(len(x)) < len(cut))
+                                                 .astype(np.float32)[:, None]))[0]
+    np.testing.assert_allclose(predictor(sentence), expected, atol=1e-6)
+    explained = predictor.explain(sentence)
+    words = sentence.split()
+    assert explained.words == words  # whole words, each left out with all its pieces
+    k = explained.label
+    lost = [explained.probs[k] - predictor(" ".join(words[:i] + words[i + 1:]))[k]
+            for i in range(len(words))]
+    np.testing.assert_allclose(explained.drops, lost, atol=1e-5)
+
+
+def test_resumed_training_keeps_the_subword_model(pieces, tmp_path):
+    resumed = tmp_path / "resumed.npz"
+    assert train_classifier_main(["--resume", str(pieces), "--epochs", "1",
+                                  "--model-out", str(resumed)]) == 0
+    a, b = load_checkpoint(pieces), load_checkpoint(resumed)
+    assert a.blobs["subwords.model"] == b.blobs["subwords.model"] and a.vocab.words == (
+        b.vocab.words)
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--subwords", "-1"], "--subwords"),
+    (["--subwords", "3"], "--subwords 3 is too small"),
+    (["--subwords", "40", "--embeddings", "vectors.txt"], "whole words")])
+def test_bad_subword_settings_are_one_line(files, trained, flags, says, capsys):
+    out, _ = trained
+    digest = hashlib.sha1(out.read_bytes()).hexdigest()
+    code = train(files, out, *flags)
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
     assert hashlib.sha1(out.read_bytes()).hexdigest() == digest
 
 

@@ -7,8 +7,9 @@ Layout (readable with numpy alone, ``np.load(path)``):
 * ``__opt__NAME``: the optimizer's state (Adam's moments and step count, RMSprop's mean
   squares), when the model has any, so a resumed run continues it;
 * ``__blob__NAME``: a file the model reads its input with, as uint8 bytes (a translation
-  model's sentencepiece models, ``source.model`` and ``target.model``; a recogniser's feature
-  statistics, ``feature_stats.npy``, when it normalises with the training set's);
+  model's sentencepiece models, ``source.model`` and ``target.model``; a classifier's,
+  ``subwords.model``, under ``--subwords``; a recogniser's feature statistics,
+  ``feature_stats.npy``, when it normalises with the training set's);
 * ``__meta__``: a 0-d unicode array holding JSON with ``format``, ``version``, ``vocab`` (the
   word list; a word's id is its index), ``settings`` (``config.TrainConfig.to_dict()``: the
   data, model and train sections; ``task`` says which kind: ``lm``, ``classify``, ``mt`` or ``asr``),

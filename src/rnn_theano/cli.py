@@ -504,8 +504,8 @@ def _train_classifier(config: ClassifyConfig, resumed: Checkpoint | None) -> int
           f"({splits.dev_source})" + (f", {len(splits.test):,} test" if splits.test else "")
           + f" sentences; {len(splits.labels)} classes: {', '.join(splits.labels.labels)}"
           + (f"; {splits.skipped} empty lines skipped" if splits.skipped else "")
-          + f"\nmodel: {classify.describe(task.engine)}, vocabulary {len(task.vocab):,}, "
-          f"{task.engine.n_params():,} parameters\n"
+          + f"\nmodel: {classify.describe(task.engine)}, vocabulary {len(task.vocab):,}"
+          + (" BPE pieces" if task.subwords else "") + f", {task.engine.n_params():,} parameters\n"
           + (f"embeddings: {task.pretrained.describe()}\n" if task.pretrained else "")
           + f"dev accuracy of always answering the most frequent class: {100 * majority:.2f}%")
     run_log = {"parameters": task.engine.n_params(), "vocab_size": len(task.vocab),

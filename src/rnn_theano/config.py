@@ -490,6 +490,9 @@ class ClassifierSettings(Backend):
     min_count: int = flag(1, "words seen fewer than N times in training are read as the "
                           "unknown word, whose vector then learns what rare words say",
                           metavar="N")
+    subwords: int = flag(0, "read words as BPE pieces, about N kinds learned from the training "
+                         "sentences, so that a rare word shares its parts' vectors (0: whole "
+                         "words; --vocab-size and --min-count then count pieces)", metavar="N")
     embed_dim: int = flag(300, "word embedding size", metavar="E")
     embed_init: float = flag(1.0, "embeddings start Uniform(-A, A): large next to Adam's "
                              "steps, so that the words' vectors stay near random ones",
@@ -519,6 +522,9 @@ class ClassifierSettings(Backend):
             raise SettingError("vocab_size", f"must be at least 4 (a word, the unknown word "
                                f"and the two sentence markers), got {self.vocab_size}")
         check_rates(self, "dropout")
+        if self.subwords < 0:
+            raise SettingError("subwords", f"must be 0 (whole words) or a number of pieces, "
+                               f"got {self.subwords}")
 
     @property
     def lowercase(self) -> bool:
@@ -557,6 +563,12 @@ class ClassifyConfig(RunConfig):
     model: ClassifierSettings = field(default_factory=ClassifierSettings)
     train: ClassifierTrainSettings = field(default_factory=ClassifierTrainSettings)
     task: ClassVar[str] = "classify"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.model.subwords and (self.data.embeddings or self.data.init_from):
+            raise SettingError("subwords", "cannot start from --embeddings or --init-from, "
+                               "whose vectors are of whole words: leave out one or the other")
 
 
 # --- translation -----------------------------------------------------------------------------

@@ -102,6 +102,11 @@ class Subwords:
     def encode(self, line: str) -> np.ndarray:
         return np.asarray(self._sp.encode(line), dtype=np.int32)
 
+    def split(self, line: str) -> list[str]:
+        """``line``'s pieces as strings; a piece that starts a word begins with '▁'.
+        Pieces never cross a space, so a line's pieces are its words' pieces in turn."""
+        return self._sp.encode(line, out_type=str)
+
     def piece(self, i: int) -> str:
         return self._sp.id_to_piece(int(i))
 

@@ -9,9 +9,10 @@ accuracy as the monitor: the checkpoint keeps the most accurate model on the dev
 
 A fresh model's embedding can start from pretrained word vectors (``--embeddings``,
 ``data.embeddings``), or its embedding and recurrent stacks from a language model trained on
-text of the task's kind (``--init-from``: Dai & Le 2015's pretraining). ``Predictor.explain``
-tells what each word of a sentence does for its predicted class, by scoring the sentence
-without it.
+text of the task's kind (``--init-from``: Dai & Le 2015's pretraining). With ``--subwords N``
+the words are read as BPE pieces, whose sentencepiece model the checkpoint keeps for
+``Predictor``. ``Predictor.explain`` tells what each word of a sentence does for its
+predicted class, by scoring the sentence without it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..data.batching import ClassBatches, round_up
 from ..data import labelled
 from ..data.embeddings import WordVectors, read_vectors, word_ids
 from ..data.labelled import Example, LabelledSplits, LabelSet, load_labelled
+from ..data.parallel import Subwords
 from ..data.tokenize import tokenize_words
 from ..data.vocab import Vocabulary
 from ..errors import SettingError, UserError
@@ -119,6 +121,31 @@ def encode(examples: list[Example], vocab: Vocabulary) -> list[np.ndarray]:
     return [np.asarray([vocab.id(w) for w in e.words], dtype=np.int32) for e in examples]
 
 
+def train_subwords(config: ClassifyConfig, train: list[Example]) -> Subwords | None:
+    """The BPE model of ``--subwords N`` pieces, learned from the training sentences (None
+    for whole words)."""
+    n = config.model.subwords
+    return Subwords.train([" ".join(e.words) for e in train], n, "bpe", "subwords") if n else None
+
+
+def subwords_of(ckpt: Checkpoint) -> Subwords | None:
+    """The checkpoint's BPE model, if it reads words as pieces."""
+    if not ckpt.settings.model.subwords:
+        return None
+    try:
+        return Subwords(ckpt.blobs["subwords.model"])
+    except (KeyError, RuntimeError):
+        raise UserError("the checkpoint has no usable subword model: it is damaged; retrain "
+                        "it with rnn-theano train-classifier") from None
+
+
+def in_pieces(examples: list[Example], subwords: Subwords | None) -> list[Example]:
+    """The examples with their words cut into pieces (unchanged for whole words)."""
+    if subwords is None:
+        return examples
+    return [Example(e.label, subwords.split(" ".join(e.words))) for e in examples]
+
+
 def trainer_options(config: ClassifyConfig) -> TrainerOptions:
     return monitored_options(config, "accuracy")
 
@@ -132,6 +159,7 @@ class ClassifierTask(EngineTask):
     labels: LabelSet
     batches: dict[str, ClassBatches]
     pretrained: WordVectors | None = None  # what a fresh model started from (LMStart too)
+    subwords: Subwords | None = None  # how words become pieces (--subwords), else None
 
     def __post_init__(self) -> None:
         self.n_train_tokens = self.batches["train"].n_examples  # the progress bar counts rows
@@ -155,10 +183,16 @@ class ClassifierTask(EngineTask):
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.labels.labels)
 
+    def blobs(self) -> dict[str, bytes]:
+        return {"subwords.model": self.subwords.model} if self.subwords else {}
+
 
 def make_task(config: ClassifyConfig, splits: LabelledSplits,
               resumed: Checkpoint | None) -> ClassifierTask:
     """The engine (fresh, or the resumed checkpoint's) and the batches of every split."""
+    subwords = subwords_of(resumed) if resumed else train_subwords(config, splits.train)
+    named = {k: in_pieces(v or [], subwords)
+             for k, v in (("train", splits.train), ("valid", splits.dev), ("test", splits.test))}
     if resumed:
         vocab, labels = resumed.vocab, LabelSet(tuple(resumed.labels))
         unseen = sorted({e.label for e in splits.train} - set(labels.labels))
@@ -166,7 +200,7 @@ def make_task(config: ClassifyConfig, splits: LabelledSplits,
             raise UserError(f"the training data has labels the checkpoint was not trained "
                             f"on: {', '.join(unseen)}; train a new classifier")
     else:
-        vocab = Vocabulary.build([e.words for e in splits.train], config.model.vocab_size,
+        vocab = Vocabulary.build([e.words for e in named["train"]], config.model.vocab_size,
                                  config.model.min_count)
         if not vocab.has_words:
             raise UserError(f"--min-count {config.model.min_count}: no training word is seen "
@@ -181,11 +215,10 @@ def make_task(config: ClassifyConfig, splits: LabelledSplits,
         pretrained = start_embeddings(engine, vocab, config)
     elif config.data.init_from:
         pretrained = start_from_lm(engine, vocab, config)
-    named = {"train": splits.train, "valid": splits.dev, "test": splits.test}
     batches = {k: ClassBatches(encode(v, vocab), labels.indices(v), config.data.batch_size,
                                seed=config.train.seed, pad_multiple=engine.pad_multiple)
                for k, v in named.items() if v}
-    return ClassifierTask(engine, vocab, labels, batches, pretrained)
+    return ClassifierTask(engine, vocab, labels, batches, pretrained, subwords)
 
 
 def start_embeddings(engine: ClassifierEngine, vocab: Vocabulary,
@@ -255,6 +288,7 @@ class Predictor:
         config = loadable_settings(ckpt.settings)
         self.engine = build_engine(config, ckpt.vocab, self.labels, ckpt.params)
         self.lowercase = config.model.lowercase
+        self.subwords = subwords_of(ckpt)
 
     def __call__(self, sentence: str) -> np.ndarray:
         """(K,) probabilities of the classes, in ``self.labels`` order."""
@@ -262,18 +296,21 @@ class Predictor:
 
     def explain(self, sentence: str) -> Explanation:
         """The sentence's probabilities, and for each of its words how much the predicted
-        class's probability drops when the sentence is scored without that word.
+        class's probability drops when the sentence is scored without that word (without all
+        its pieces, under ``--subwords``).
 
         The sentence and its N leave-one-out variants go through the network as one batch.
         """
         words = tokenize_words(sentence, self.lowercase)
-        ids = self._ids(words)
-        probs = self._probs([ids, *(np.delete(ids, i) for i in range(len(ids)))])
+        each = [self._ids([w]) for w in words]  # a word's ids: its pieces under --subwords
+        ids = np.concatenate(each)
+        probs = self._probs([ids, *(np.concatenate(each[:i] + each[i + 1:] or [ids[:0]])
+                                    for i in range(len(words)))])
         label = int(np.argmax(probs[0]))  # the first of equals, as classify's stable sort
         return Explanation(probs[0], label, words, probs[0, label] - probs[1:, label])
 
     def _ids(self, words: list[str]) -> np.ndarray:
-        return encode([Example("", words)], self.ckpt.vocab)[0]
+        return encode(in_pieces([Example("", words)], self.subwords), self.ckpt.vocab)[0]
 
     def _probs(self, rows: list[np.ndarray]) -> np.ndarray:
         """(len(rows), K) class probabilities of the id sequences ``rows``, one batch.
