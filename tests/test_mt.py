@@ -114,6 +114,20 @@ def test_training_learns_and_reports_bleu(trained):
         assert "case:lc" in report["bleu_lowercase_signature"]
 
 
+def test_too_few_pieces_for_the_characters_is_refused_with_the_least_size(monkeypatch):
+    import sentencepiece
+    lines = ["abc ab", "ca"]  # a, b, c and the space: 4 characters, 3 markers
+    with pytest.raises(UserError, match="pieces 6 is too small .* at least 7 pieces"):
+        Subwords.train(lines, 6, "bpe", "pieces")
+    assert len(Subwords.train(lines, 7, "bpe", "pieces")) >= 7
+
+    def fail(**kwargs):
+        raise RuntimeError("trainer broke\nat line 9")
+    monkeypatch.setattr(sentencepiece.SentencePieceTrainer, "train", fail)
+    with pytest.raises(UserError, match=r"^sentencepiece could not learn .* \(trainer broke\)$"):
+        Subwords.train(lines, 40, "bpe", "pieces")  # not a size problem: not called one
+
+
 def test_checkpoint_holds_its_subword_models_as_bytes(trained):
     with np.load(trained[0]) as npz:
         blob = npz["__blob__source.model"]

@@ -86,10 +86,13 @@ class Subwords:
                 unk_id=UNK, bos_id=BOS, eos_id=EOS, pad_id=-1,
                 num_threads=os.cpu_count() or 1, minloglevel=2)
         except RuntimeError as e:
-            characters = len(set("".join(text)))
+            need = len(set("".join(text))) + 3  # a piece for every character, and 3 markers
+            if vocab_size >= need:  # failed for another reason: say sentencepiece's
+                raise UserError("sentencepiece could not learn pieces from the training text "
+                                f"({str(e).splitlines()[0][:120]})") from None
             raise SettingError(setting, f"{vocab_size} is too small for {model_type} on this "
-                               f"text: its {characters} distinct characters and 3 markers "
-                               f"need more pieces ({str(e).splitlines()[0][:80]})") from None
+                               f"text: its {need - 3} distinct characters and 3 markers need "
+                               f"at least {need} pieces") from None
         return cls(out.getvalue())
 
     def __len__(self) -> int:
