@@ -521,10 +521,8 @@ class ClassifierSettings(Backend):
         if self.vocab_size < 4:
             raise SettingError("vocab_size", f"must be at least 4 (a word, the unknown word "
                                f"and the two sentence markers), got {self.vocab_size}")
+        _not_negative(self, "subwords")
         check_rates(self, "dropout")
-        if self.subwords < 0:
-            raise SettingError("subwords", f"must be 0 (whole words) or a number of pieces, "
-                               f"got {self.subwords}")
 
     @property
     def lowercase(self) -> bool:
