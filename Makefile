@@ -10,6 +10,7 @@
 #   make ptb-plots                  their training curves as PNG (needs the [plot] extra)
 #   make gradient-flow              the vanishing-gradient study (docs/gradient-flow.md)
 #   make classify-sst2 / classify-sst5 / classify-trec / classify-mr   sentence classifiers (configs/)
+#   make classify-sst5-phrases      SST-5 trained on the treebank's labelled phrases, as Kim (2014)
 #   make classify-results    every classifier recipe over 3 seeds: docs/classification/
 #   make mt-de-en / mt-en-de        translation recipes on Multi30k (configs/; docs/translation.md)
 #   make asr-digits                 speech recognition of spoken digit strings (FSDD; docs/speech.md)
@@ -51,7 +52,8 @@ PTB_TEST     ?= $${RNN_THEANO_DATA:-data}/ptb/ptb.test.txt
 SOURCE_FLAGS := $(if $(DATA),--data $(DATA)) $(if $(CORPUS),--corpus $(CORPUS))
 
 .PHONY: install train generate test bench clean ptb-rnn ptb-lstm ptb-gru ptb-lstm-vd ptb-gru-vd ptb-plots \
-        gradient-flow classify-sst2 classify-sst5 classify-trec classify-mr classify-results \
+        gradient-flow classify-sst2 classify-sst5 classify-sst5-phrases classify-trec classify-mr \
+        classify-results \
         mt-de-en mt-en-de asr-digits asr-speakers
 
 install: $(STAMP)
@@ -96,7 +98,7 @@ ptb-plots: $(STAMP)
 	  --reference lstm-vd=114.5 --out $(PTB_OUT)/curves.png
 
 # Train a sentence classifier recipe and log every epoch to docs/classification/NAME.json.
-classify-sst2 classify-sst5 classify-trec classify-mr: classify-%: $(STAMP)
+classify-sst2 classify-sst5 classify-sst5-phrases classify-trec classify-mr: classify-%: $(STAMP)
 	@mkdir -p docs/classification
 	PYTHONUNBUFFERED=1 $(VENV)/bin/rnn-theano train-classifier --config configs/classify-$*.toml \
 	  --log-json docs/classification/$*.json $(TRAIN_FLAGS) | tee docs/classification/$*.log

@@ -25,8 +25,10 @@ import numpy as np
 
 from rnn_theano.errors import ArgumentParser, UserError, user_errors
 
-DATASETS = {"sst2": "SST-2", "sst5": "SST-5", "trec": "TREC", "mr": "MR (10-fold)"}
-KIM_CNN_RAND = {"sst2": 82.7, "sst5": 45.0, "trec": 91.2, "mr": 76.1}
+DATASETS = {"sst2": "SST-2", "sst5": "SST-5", "sst5-phrases": "SST-5, trained on phrases",
+            "trec": "TREC", "mr": "MR (10-fold)"}
+# Kim trained on SST's phrases as well, so his SST numbers are the phrase recipe's anchor too.
+KIM_CNN_RAND = {"sst2": 82.7, "sst5": 45.0, "sst5-phrases": 45.0, "trec": 91.2, "mr": 76.1}
 # The coarse classes of the TREC files, whose labels are the numbers 0-5.
 TREC_CLASSES = {"0": "DESC", "1": "ENTY", "2": "ABBR", "3": "HUM", "4": "LOC", "5": "NUM"}
 

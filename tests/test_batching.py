@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnn_theano.data.batching import SentenceBatches, StreamBatches
+from rnn_theano.data.batching import SentenceBatches, StreamBatches, padded_length
 from rnn_theano.data.corpus import load_sentences
 from rnn_theano.errors import UserError
 from rnn_theano.data.stream import EOS, UNK, build_stream_vocabulary, encode_stream
@@ -72,7 +72,15 @@ def test_bucketing_keeps_lengths_together(batches: SentenceBatches) -> None:
 def test_pad_multiple_rounds_lengths(sentences) -> None:
     vocab = Vocabulary.build(sentences, size=6)
     padded = SentenceBatches.from_sentences(sentences, vocab, batch_size=4, pad_multiple=4)
-    assert all(b.x.shape[0] % 4 == 0 for b in padded.epoch(0))
+    for b in padded.epoch(0):
+        longest = int(b.mask.sum(axis=0).max())
+        assert b.x.shape[0] == padded_length(longest, 4)
+
+
+def test_short_lengths_pad_to_a_power_of_two_and_long_ones_to_the_multiple() -> None:
+    assert [padded_length(n, 8) for n in range(1, 19)] == [1, 2, 4, 4] + [8] * 4 + [16] * 8 \
+        + [24] * 2
+    assert [padded_length(n, 1) for n in range(1, 5)] == [1, 2, 3, 4]
 
 
 def test_stream_windows_cover_the_columns() -> None:

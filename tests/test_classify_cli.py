@@ -312,3 +312,42 @@ def test_the_encoding_flag_reaches_the_reader(files, tmp_path, capsys, encoding,
                                   "--model-out", str(tmp_path / "m.npz"), *TINY])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def as_trees(path, out):
+    """The sentences of ``path`` as right-branching trees whose every phrase has the sentence's
+    label."""
+    def tree(label, words):
+        leaf = f"({label} {words[0]})"
+        return leaf if len(words) == 1 else f"({label} {leaf} {tree(label, words[1:])})"
+
+    pairs = [line.split(maxsplit=1) for line in path.read_text().splitlines()]
+    out.write_text("".join(tree(label, text.split()) + "\n" for label, text in pairs))
+    return out
+
+
+def test_phrases_train_on_every_phrase_of_the_training_trees(files, tmp_path, capsys):
+    trees = as_trees(files["train"], tmp_path / "trees.txt")
+    out = tmp_path / "m.npz"
+    assert train_classifier_main(["--train", str(trees), "--dev", str(files["dev"]),
+                                  "--phrases", "--epochs", "1", "--model-out", str(out),
+                                  *TINY]) == 0
+    phrases = {tuple(words[i:]) for words in
+               (line.split()[1:] for line in files["train"].read_text().splitlines())
+               for i in range(len(words))}
+    assert f"{len(phrases):,} training phrases, 60 dev" in capsys.readouterr().out
+    assert load_checkpoint(out).settings.data.phrases is True
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--dataset", "trec"], "the trec dataset has no labelled phrases to train on"),
+    (["--train", "TRAIN"], "is read as labelled"),
+])
+def test_phrases_without_trees_are_one_line(files, trained, flags, says, capsys):
+    out, _ = trained
+    digest = hashlib.sha1(out.read_bytes()).hexdigest()
+    flags = [str(files["train"]) if flag == "TRAIN" else flag for flag in flags]
+    code = train_classifier_main([*flags, "--phrases", "--model-out", str(out), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+    assert hashlib.sha1(out.read_bytes()).hexdigest() == digest

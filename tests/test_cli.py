@@ -251,7 +251,9 @@ def test_every_shipped_lm_recipe_is_an_engine_run_on_ptb(name):
 def test_every_shipped_classifier_recipe_names_its_dataset(name):
     config, _ = cli.train_config(["--config", str(ROOT / "configs" / name)], ClassifyConfig,
                                  "train-classifier")
-    assert config.data.dataset == name.removeprefix("classify-").removesuffix(".toml")
+    dataset = name.removeprefix("classify-").removesuffix(".toml")
+    assert config.data.phrases == dataset.endswith("-phrases")
+    assert config.data.dataset == dataset.removesuffix("-phrases")
     assert config.train.model_out == f"checkpoints/{name.removesuffix('.toml')}.npz"
     with pytest.raises(UserError, match="unknown settings .*dataset"):
         cli.train_config(["--config", str(ROOT / "configs" / name)])  # not a language model's

@@ -1,8 +1,11 @@
 """Named corpora: checksums of the shared files, and downloads through a loopback server."""
 
+import dataclasses
 import functools
+import hashlib
 import socket
 import threading
+import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -197,3 +200,36 @@ def test_a_parallel_corpus_downloads_each_side_it_needs(tmp_path, served, shared
     with pytest.raises(UserError, match="corrupt or a different version"):
         parallel_file("multi30k", "val", "en", data_dir=data_dir, base_url=base_url)
     assert _files_under(data_dir) == ["multi30k/test_2017_flickr.de.gz", "multi30k/val.de.gz"]
+
+
+def test_a_file_inside_a_zip_archive_is_unpacked_checked(tmp_path, served, monkeypatch):
+    root, base_url = served
+    trees = b"(3 (2 a) (3 fine))\n"
+    member = datasets.CorpusFile("train", "sentences/trees/train.txt",
+                                 "https://example.org/trainDevTestTrees_PTB.zip",
+                                 hashlib.sha256(trees).hexdigest(), member="trees/train.txt")
+    spec = dataclasses.replace(datasets.LABELLED["sst5"], trees=member)
+    monkeypatch.setitem(datasets.LABELLED, "sst5", spec)
+    data_dir = tmp_path / "data"
+    with zipfile.ZipFile(root / "trainDevTestTrees_PTB.zip", "w") as zipped:
+        zipped.writestr("trees/dev.txt", b"(2 other)\n")
+    message = _tree_error("sst5", data_dir=data_dir, base_url=base_url)
+    assert "has no trees/train.txt" in message and _files_under(data_dir) == []
+    with zipfile.ZipFile(root / "trainDevTestTrees_PTB.zip", "w") as zipped:
+        zipped.writestr("trees/train.txt", trees + b"changed")
+    assert "corrupt or a different version" in _tree_error("sst5", data_dir=data_dir,
+                                                           base_url=base_url)
+    with zipfile.ZipFile(root / "trainDevTestTrees_PTB.zip", "w") as zipped:
+        zipped.writestr("trees/train.txt", trees)
+    path = datasets.tree_file("sst5", data_dir=data_dir, base_url=base_url)
+    assert path == data_dir / "sentences/trees/train.txt" and path.read_bytes() == trees
+    assert _files_under(data_dir) == ["sentences/trees/train.txt"]
+    missing = _tree_error("sst2", data_dir=tmp_path / "empty", download=False)
+    assert "put its trees/train.txt there" in missing and datasets._SST_TREES_URL in missing
+
+
+def _tree_error(*args, **kwargs) -> str:
+    with pytest.raises(UserError) as info:
+        datasets.tree_file(*args, **kwargs)
+    assert "\n" not in str(info.value)
+    return str(info.value)

@@ -9,7 +9,7 @@ import pytest
 from rnn_theano.data import datasets
 from rnn_theano.data.labelled import (Example, LabelSet, check_labels, fold_split, folds,
                                       load_labelled, read_class_files, read_csv, read_examples,
-                                      read_labelled)
+                                      read_labelled, read_trees, tree_nodes)
 from rnn_theano.errors import UserError
 
 
@@ -90,6 +90,56 @@ def test_unreadable_files_are_user_errors(tmp_path):
     latin = _write(tmp_path / "latin.txt", b"1 caf\xe9\n")
     assert "byte 0xe9 at offset 5" in _error(read_labelled, latin, encoding="utf-8")
     assert "unknown labelled format" in _error(read_examples, latin, fmt="tsv")
+
+
+# Two sentences of the Stanford Sentiment Treebank's kind; "a fine film" is a phrase of both.
+TREES = ("(4 (3 (2 A) (4 (3 fine) (2 film))) (2 .))\n"
+         "\n"
+         "(1 (2 Not) (1 (2 (2 a) (4 (3 fine) (2 film))) (0 (2 at) (2 all))))\n")
+
+
+def test_a_tree_reads_as_its_phrases_children_first():
+    nodes = tree_nodes("(3 (2 (2 The) (2 Rock)) (4 (2 is) (4 good)))")
+    assert nodes == _examples("2 The", "2 Rock", "2 The Rock", "2 is", "4 good", "4 is good",
+                              "3 The Rock is good")
+
+
+def test_trees_give_sentences_or_every_distinct_phrase(tmp_path):
+    path = _write(tmp_path / "train.txt", TREES)
+    sentences = read_examples(path)  # auto: trees, by the first "("
+    assert sentences.examples == _examples("4 a fine film .", "1 not a fine film at all")
+    assert sentences.skipped == 1
+    phrases = read_trees(path, phrases=True).examples
+    assert phrases == _examples("2 a", "3 fine", "2 film", "4 fine film", "3 a fine film",
+                                "2 .", "4 a fine film .", "2 not", "2 at", "2 all", "0 at all",
+                                "1 a fine film at all", "1 not a fine film at all")
+    assert read_trees(path, lowercase=False).examples[0].words == ["A", "fine", "film", "."]
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("(3 (2 a) (2 b)", "unbalanced brackets"),
+    ("(3 (2 a)) (2 b)", "'(' after the end of the tree"),
+    ("((2 a) (2 b))", "no label before 'a b'"),
+    ("3 a fine film", "'3' outside the tree's brackets"),
+    ("(3 )", "a ')' that closes no labelled words"),
+])
+def test_a_line_that_is_not_a_tree_is_named(tmp_path, line, problem):
+    path = _write(tmp_path / "train.txt", f"(2 (2 fine) (2 .))\n{line}\n")
+    message = _error(read_trees, path)
+    assert f"{path}:2: not a labelled tree ({problem})" in message
+
+
+def test_phrases_need_trees(tmp_path):
+    labelled = _write(tmp_path / "train.txt", "1 a fine film\n0 dull\n")
+    assert "is read as labelled" in _error(load_labelled, train=labelled, phrases=True)
+    trees = _write(tmp_path / "trees.txt", TREES)
+    splits = load_labelled(train=trees, dev=labelled, phrases=True)
+    assert len(splits.train) == 13 and len(splits.dev) == 2
+    assert "--dev file" in _error(load_labelled, train=trees, phrases=True)
+    assert "not folds" in _error(load_labelled, train=trees, dev=labelled, folds=2,
+                                 phrases=True)
+    assert "only sst2, sst5" in _error(load_labelled, "trec", data_dir=tmp_path, phrases=True,
+                                       download=False)
 
 
 # --- labels ----------------------------------------------------------------------------------

@@ -500,7 +500,8 @@ def _train_classifier(config: ClassifyConfig, resumed: Checkpoint | None) -> int
     backends.limit_blas_threads(config.train.blas_threads)
     task = classify.make_task(config, splits, resumed)
     majority = classify.majority_accuracy(splits)
-    print(f"data: {splits.source}\n  {len(splits.train):,} training, {len(splits.dev):,} dev "
+    print(f"data: {splits.source}\n  {len(splits.train):,} training"
+          + (" phrases" if config.data.phrases else "") + f", {len(splits.dev):,} dev "
           f"({splits.dev_source})" + (f", {len(splits.test):,} test" if splits.test else "")
           + f" sentences; {len(splits.labels)} classes: {', '.join(splits.labels.labels)}"
           + (f"; {splits.skipped} empty lines skipped" if splits.skipped else "")

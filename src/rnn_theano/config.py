@@ -437,8 +437,13 @@ class ClassifyDataSettings:
     dev: str | None = flag(None, "held-out file for early stopping (default: a --dev-fraction "
                            "of the training file)", metavar="PATH")
     test: str | None = flag(None, "test file, scored once with the kept model", metavar="PATH")
-    format: str = flag("auto", "labelled: 'LABEL TEXT' lines; csv: label and text columns",
+    format: str = flag("auto", "labelled: 'LABEL TEXT' lines; csv: label and text columns; "
+                       "trees: a labelled tree a line (auto: by a .csv suffix or a first '(')",
                        LABELLED_FORMATS)
+    phrases: bool = flag(False, "train on every labelled phrase of the training sentences' "
+                         "trees, the Stanford Sentiment Treebank's protocol, as Kim (2014) "
+                         "trained (sst2, sst5: the treebank is downloaded; or a --train file "
+                         "of trees); dev and test stay whole sentences")
     data_dir: str | None = flag(None, "where named datasets live (default: $RNN_THEANO_DATA "
                                 "or ./data)", metavar="DIR")
     encoding: str | None = flag(None, "the files' encoding, e.g. latin-1 (default: UTF-8, "

@@ -52,6 +52,16 @@ def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+def padded_length(n: int, multiple: int) -> int:
+    """``n`` rounded up to a multiple of ``multiple``, or when shorter than that to a power of
+    two. A backend with static shapes compiles one function per length, so lengths are
+    rounded to few values; short sequences (a treebank's phrases, most of them under 8 words)
+    would be mostly padding if they too were rounded up to the multiple."""
+    if n < multiple:
+        return min(multiple, 1 << max(0, n - 1).bit_length())
+    return round_up(n, multiple)
+
+
 class _LengthBuckets:
     """Examples batched by similar length, padded; deterministic given ``seed``.
 
@@ -96,11 +106,11 @@ class _LengthBuckets:
         raise NotImplementedError
 
     def _padded(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Zero ids (T, B) and the mask (T, B) of examples ``indices``, T rounded up to
-        ``pad_multiple`` (bounding the number of distinct shapes: a backend with static
-        shapes, JAX, compiles one per shape)."""
+        """Zero ids (T, B) and the mask (T, B) of examples ``indices``, T rounded up by
+        ``padded_length`` to ``pad_multiple`` (bounding the number of distinct shapes: a
+        backend with static shapes, JAX, compiles one per shape)."""
         lengths = self._lengths[indices]
-        T = round_up(int(lengths.max()), self.pad_multiple)
+        T = padded_length(int(lengths.max()), self.pad_multiple)
         mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float32)
         return np.zeros((T, len(indices)), dtype=np.int32), mask
 
@@ -112,7 +122,7 @@ class SentenceBatches(_LengthBuckets):
                  pad_multiple: int = 1) -> None:
         """``sequences``: encoded sentences, each at least 2 ids (``Vocabulary.encode``).
 
-        ``pad_multiple`` rounds each batch's length up to a multiple of it.
+        ``pad_multiple`` rounds each batch's length up to a multiple of it (``padded_length``).
         """
         super().__init__(batch_size, seed, pad_multiple)
         self.sequences = [np.asarray(s, dtype=np.int32) for s in sequences if len(s) >= 2]

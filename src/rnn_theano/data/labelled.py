@@ -8,10 +8,15 @@ Formats:
 ``csv``
     A header line naming a ``label`` and a ``text`` column; the text is raw and is tokenized
     like the language-model corpora.
+``trees``
+    One labelled tree a line, ``(LABEL (LABEL word) (LABEL (LABEL word) ...))``: the Stanford
+    Sentiment Treebank's files, whose every phrase carries a label. An example is a tree's
+    sentence and the root's label, or with ``phrases`` every distinct phrase and its label
+    (the treebank's training protocol, which Kim (2014) followed).
 class files
     One file of raw sentences per label (Movie Review's ``rt-polarity.pos``/``.neg``).
 ``auto``
-    ``csv`` for a ``.csv`` file, else ``labelled``.
+    ``csv`` for a ``.csv`` file, ``trees`` for a file that starts with ``(``, else ``labelled``.
 
 A file that is not UTF-8 is read as Windows-1252, the usual encoding of older English corpora:
 it agrees with Latin-1 on every letter, and also reads MR's ellipses and dashes (bytes 0x85,
@@ -38,10 +43,11 @@ from ..errors import UserError
 from .splits import split_held_out
 from .tokenize import tokenize_words
 
-FORMATS = ("auto", "labelled", "csv")
+FORMATS = ("auto", "labelled", "csv", "trees")
 
 _FALLBACK_ENCODING = "cp1252"
 _INTEGER = re.compile(r"[+-]?\d+")
+_TREE_TOKENS = re.compile(r"[()]|[^\s()]+")
 # A file of plain sentences read as ``labelled`` makes every first word a label: far more
 # labels than any real task has per example. Real tasks with many classes still have several
 # examples of each.
@@ -71,15 +77,33 @@ class ReadResult:
 
 
 def read_examples(path: PathLike, fmt: str = "auto", lowercase: bool = True,
-                  encoding: str | None = None) -> ReadResult:
-    """The examples of ``path`` in format ``fmt`` (one of ``FORMATS``)."""
+                  encoding: str | None = None, phrases: bool = False) -> ReadResult:
+    """The examples of ``path`` in format ``fmt`` (one of ``FORMATS``); ``phrases``: every
+    labelled phrase of a ``trees`` file, not only its sentences."""
     path = Path(path)
     if fmt not in FORMATS:
         raise UserError(f"unknown labelled format {fmt!r}: use one of {', '.join(FORMATS)}")
     if fmt == "auto":
-        fmt = "csv" if path.suffix.lower() == ".csv" else "labelled"
+        fmt = _guess_format(path)
+    if fmt == "trees":
+        return read_trees(path, lowercase, encoding, phrases)
+    if phrases:
+        raise UserError(f"training on phrases needs labelled trees, (LABEL (LABEL word) ...) "
+                        f"a line, but {path} is read as {fmt}: give a file of trees "
+                        "(--format trees), or leave out --phrases")
     reader = read_csv if fmt == "csv" else read_labelled
     return reader(path, lowercase, encoding)
+
+
+def _guess_format(path: Path) -> str:
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    try:
+        with open(path, "rb") as f:
+            start = f.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return "labelled"  # the reader reports the file
+    return "trees" if start.startswith(b"(") else "labelled"
 
 
 def read_labelled(path: PathLike, lowercase: bool = True,
@@ -103,6 +127,65 @@ def read_labelled(path: PathLike, lowercase: bool = True,
         words = (parts[1].lower() if lowercase else parts[1]).split()
         examples.append(Example(parts[0], words))
     return _result(path, examples, skipped, used)
+
+
+def read_trees(path: PathLike, lowercase: bool = True, encoding: str | None = None,
+               phrases: bool = False) -> ReadResult:
+    """One labelled tree a line: its sentence with the root's label, or with ``phrases`` every
+    phrase with its own label, each distinct word sequence once (the first label it has; the
+    treebank gives a phrase one label wherever it occurs)."""
+    path = Path(path)
+    text, used = decode(path, encoding)
+    examples, seen, skipped = [], set(), 0
+    for number, line in enumerate(io.StringIO(text, newline=None), start=1):
+        if not line.strip():
+            skipped += 1
+            continue
+        try:
+            nodes = tree_nodes(line)
+        except ValueError as e:
+            raise UserError(f"{path}:{number}: not a labelled tree ({e}): each line must be "
+                            "one tree, (LABEL (LABEL word) (LABEL ...)), as the Stanford "
+                            "Sentiment Treebank writes them") from None
+        for label, words in nodes if phrases else nodes[-1:]:
+            words = [w.lower() for w in words] if lowercase else words
+            if phrases and tuple(words) in seen:
+                continue
+            seen.add(tuple(words))
+            examples.append(Example(label, words))
+    return _result(path, examples, skipped, used)
+
+
+def tree_nodes(line: str) -> list[Example]:
+    """Every node of one bracketed tree ``(LABEL (LABEL word) ...)`` as (its label, the words
+    under it), children before their parent: the root, the whole sentence, comes last.
+    ``ValueError`` saying what is wrong with a line that is not one such tree."""
+    open_nodes: list[tuple[list[str], list[str]]] = []  # ([label], words) of each open node
+    nodes: list[Example] = []
+    tokens = _TREE_TOKENS.findall(line)
+    for i, token in enumerate(tokens):
+        if nodes and not open_nodes:
+            raise ValueError(f"{token!r} after the end of the tree")
+        if token == "(":
+            open_nodes.append(([], []))
+        elif token == ")":
+            if not open_nodes or not open_nodes[-1][1]:
+                raise ValueError("a ')' that closes no labelled words")
+            label, words = open_nodes.pop()
+            if not label:
+                raise ValueError(f"no label before {' '.join(words[:3])!r}")
+            nodes.append(Example(label[0], words))
+            if open_nodes:
+                open_nodes[-1][1].extend(words)
+        elif not open_nodes:
+            raise ValueError(f"{token!r} outside the tree's brackets")
+        elif tokens[i - 1] == "(":
+            open_nodes[-1][0].append(token)
+        else:
+            open_nodes[-1][1].append(token)
+    if open_nodes or not nodes:
+        raise ValueError("unbalanced brackets" if open_nodes else "no tree")
+    return nodes
 
 
 def read_csv(path: PathLike, lowercase: bool = True,
@@ -310,7 +393,8 @@ def load_labelled(name: str | None = None, *, train: Source | None = None,
                   dev: Source | None = None, test: Source | None = None, fmt: str = "auto",
                   data_dir: PathLike | None = None, lowercase: bool = True, seed: int = 0,
                   dev_fraction: float = 0.1, folds: int | None = None, fold: int = 0,
-                  encoding: str | None = None, download: bool = True) -> LabelledSplits:
+                  encoding: str | None = None, download: bool = True,
+                  phrases: bool = False) -> LabelledSplits:
     """A named dataset of ``datasets.LABELLED`` (found in ``data_dir``, else downloaded
     there), or the user's files in format ``fmt``; a ``{label: path}`` source is class files.
 
@@ -318,16 +402,27 @@ def load_labelled(name: str | None = None, *, train: Source | None = None,
     split, fold ``fold`` of a seeded ``folds``-fold cross-validation is the test set
     (``folds`` None: the dataset's standard protocol, 10 folds for MR; 0: no test set).
     Without a dev split, a seeded random ``dev_fraction`` of the remaining training examples
-    is held out (none when it is 0). Raises ``UserError`` for unreadable files and labels no
-    classifier can learn.
+    is held out (none when it is 0). ``phrases``: train on every labelled phrase of the
+    training trees, a named dataset's own (``datasets.tree_file``, its labels mapped to the
+    dataset's) or a ``trees`` file given as ``train``. Raises ``UserError`` for unreadable
+    files and labels no classifier can learn.
     """
     if not 0 <= dev_fraction < 1:
         raise UserError(f"dev fraction {dev_fraction} is out of range: give a number from 0 "
                         "(no dev split) up to, but not including, 1")
+    trees = (_dataset_trees(name, data_dir, download)
+             if phrases and name is not None and train is None else None)
     sources, standard_folds = _sources(name, train, dev, test, fmt, data_dir, download)
-    read = {split: _read(source, split_fmt, lowercase, encoding)
+    if trees is not None:
+        sources["train"] = (trees, "trees")
+    read = {split: _read(source, split_fmt, lowercase, encoding, phrases and split == "train")
             for split, (source, split_fmt) in sources.items()}
+    if trees is not None:
+        read["train"] = _relabelled(read["train"], datasets.labelled_spec(name).tree_labels)
     k = 0 if "test" in read else standard_folds if folds is None else folds
+    if phrases and (k or "dev" not in read):
+        raise UserError("training on phrases scores whole sentences: give a --dev file of "
+                        "them" + ("" if k == 0 else " and a --test file, not folds"))
     train_examples, test_examples, test_source = _test_split(read, sources, k, fold, seed)
     if "dev" in read:
         dev_examples, dev_source = read["dev"].examples, _describe(sources["dev"][0])
@@ -339,8 +434,11 @@ def load_labelled(name: str | None = None, *, train: Source | None = None,
         dev_examples, dev_source = [], "none"
     labels = check_labels(train_examples, {"dev": dev_examples, "test": test_examples or []})
     merged = merge_results(read.values())
+    source = name or _describe(sources["train"][0])
+    if trees is not None:
+        source += f", trained on the phrases of {trees}"
     return LabelledSplits(train_examples, dev_examples, test_examples, labels,
-                          name or _describe(sources["train"][0]), merged.skipped, dev_source,
+                          source, merged.skipped, dev_source,
                           test_source, k, fold if k else 0, merged.encodings)
 
 
@@ -379,10 +477,28 @@ def _sources(name: str | None, train: Source | None, dev: Source | None, test: S
     return sources, standard_folds
 
 
-def _read(source: Source, fmt: str, lowercase: bool, encoding: str | None) -> ReadResult:
+def _read(source: Source, fmt: str, lowercase: bool, encoding: str | None,
+          phrases: bool = False) -> ReadResult:
     if isinstance(source, Mapping):
+        if phrases:
+            raise UserError("training on phrases needs labelled trees, not one file of "
+                            "sentences per class: leave out --phrases")
         return read_class_files(source, lowercase, encoding)
-    return read_examples(source, fmt, lowercase, encoding)
+    return read_examples(source, fmt, lowercase, encoding, phrases)
+
+
+def _dataset_trees(name: str, data_dir: PathLike | None, download: bool) -> Path:
+    return datasets.tree_file(name, Path(data_dir) if data_dir is not None else None, download)
+
+
+def _relabelled(result: ReadResult, labels: tuple[tuple[str, str], ...]) -> ReadResult:
+    """The examples whose label ``labels`` maps, with the label it maps to (all of them, as
+    they are, when it maps none)."""
+    if not labels:
+        return result
+    mapping = dict(labels)
+    examples = [Example(mapping[e.label], e.words) for e in result.examples if e.label in mapping]
+    return ReadResult(examples, result.skipped, result.encodings)
 
 
 def _describe(source: Source) -> str:

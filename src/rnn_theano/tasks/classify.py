@@ -70,7 +70,8 @@ def load_data(config: ClassifyConfig) -> LabelledSplits:
     return load_labelled(d.dataset, train=d.train, dev=d.dev, test=d.test, fmt=d.format,
                          data_dir=d.data_dir, lowercase=config.model.lowercase,
                          seed=config.train.seed, dev_fraction=d.dev_fraction,
-                         folds=d.folds or None, fold=d.fold, encoding=d.encoding)
+                         folds=d.folds or None, fold=d.fold, encoding=d.encoding,
+                         phrases=d.phrases)
 
 
 def fold_runs(config: ClassifyConfig) -> list[ClassifyConfig]:
