@@ -211,6 +211,8 @@ def test_a_file_inside_a_zip_archive_is_unpacked_checked(tmp_path, served, monke
     spec = dataclasses.replace(datasets.LABELLED["sst5"], trees=member)
     monkeypatch.setitem(datasets.LABELLED, "sst5", spec)
     data_dir = tmp_path / "data"
+    absent = _tree_error("sst5", data_dir=data_dir, base_url=base_url)
+    assert f"unpack its trees/train.txt to {data_dir / 'sentences/trees/train.txt'}" in absent
     with zipfile.ZipFile(root / "trainDevTestTrees_PTB.zip", "w") as zipped:
         zipped.writestr("trees/dev.txt", b"(2 other)\n")
     message = _tree_error("sst5", data_dir=data_dir, base_url=base_url)

@@ -367,14 +367,14 @@ def _download(url: str, dest: Path, sha256: str | None, member: str = "") -> Non
     def fetch_checked(out: BinaryIO) -> None:
         if member:
             with tempfile.TemporaryFile() as archive:
-                _fetch(url, archive, dest)
+                _fetch(url, archive, dest, member)
                 actual = _unzip(archive, member, out, url)
         else:
             actual = _fetch(url, out, dest)
         if sha256 is not None and actual != sha256:
             raise UserError(f"the download of {url} is corrupt or a different version (sha256 "
                             f"{actual[:16]}..., expected {sha256[:16]}...); nothing was saved: "
-                            f"try again, or download the file by hand and put it at {dest}")
+                            f"try again, or {_by_hand(dest, member)}")
 
     try:  # network errors are UserErrors already (_fetch): an OSError here is the disk's
         atomic_write(dest, fetch_checked)
@@ -383,8 +383,9 @@ def _download(url: str, dest: Path, sha256: str | None, member: str = "") -> Non
                         f"directory with ${DATA_ENV_VAR}") from None
 
 
-def _fetch(url: str, out: BinaryIO, dest: Path) -> str:
-    """Stream ``url`` into the binary file ``out`` with a progress bar; return its sha256."""
+def _fetch(url: str, out: BinaryIO, dest: Path, member: str = "") -> str:
+    """Stream ``url`` into the binary file ``out`` with a progress bar; return its sha256.
+    ``dest`` (and the archive's ``member`` that goes there) is named in errors."""
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
@@ -399,11 +400,17 @@ def _fetch(url: str, out: BinaryIO, dest: Path) -> str:
                     bar.update(len(chunk))
     except (OSError, ValueError, http.client.HTTPException) as e:
         raise UserError(f"could not download {url} ({_reason(e)}): check the network "
-                        f"connection, or download the file by hand and put it at {dest}") from None
+                        f"connection, or {_by_hand(dest, member)}") from None
     if total is not None and received != total:
         raise UserError(f"the download of {url} stopped after {received} of {total} bytes: "
-                        f"try again, or download the file by hand and put it at {dest}")
+                        f"try again, or {_by_hand(dest, member)}")
     return digest.hexdigest()
+
+
+def _by_hand(dest: Path, member: str = "") -> str:
+    if member:
+        return f"download the file by hand and unpack its {member} to {dest}"
+    return f"download the file by hand and put it at {dest}"
 
 
 def _unzip(archive: BinaryIO, member: str, out: BinaryIO, url: str) -> str:
