@@ -17,7 +17,7 @@ import pytest
 
 from lm_reference import _log_softmax, _stack
 from rnn_theano import backends
-from rnn_theano.data.batching import ClassBatches
+from rnn_theano.data.batching import ClassBatches, padded_length
 from rnn_theano.errors import SettingError, UserError
 from rnn_theano.metrics import macro_f1
 from rnn_theano.tasks.classify_engine import ClassifierEngine
@@ -320,7 +320,8 @@ def test_class_batches_bucket_pad_and_keep_labels() -> None:
 
     def rows(batch) -> list:
         n = batch.mask.sum(axis=0).astype(int)
-        assert batch.x.shape[0] % 8 == 0 and batch.labels.dtype == np.int32
+        assert batch.x.shape[0] == padded_length(int(n.max()), 8)
+        assert batch.labels.dtype == np.int32
         assert all(batch.mask[:k, b].all() and not batch.mask[k:, b].any()
                    for b, k in enumerate(n))
         return [(tuple(batch.x[:k, b]), int(batch.labels[b])) for b, k in enumerate(n)]
@@ -340,10 +341,10 @@ TASK_C, TASK_K, TASK_T, TASK_B = 12, 3, 16, 32
 
 
 def task(position: int, n: int, seed: int, batch_size: int = TASK_B) -> ClassBatches:
-    """Sentences of 6 to 16 random words whose class is word ``position`` (0: the first, -1:
-    the last) modulo 3; every other word is a distractor."""
+    """Sentences of 9 to 16 random words whose class is word ``position`` (0: the first, -1:
+    the last) modulo 3; every other word is a distractor. All pad to 16 steps: one shape."""
     rng = np.random.default_rng(seed)
-    sentences = [rng.integers(0, TASK_C, rng.integers(6, TASK_T + 1)) for _ in range(n)]
+    sentences = [rng.integers(0, TASK_C, rng.integers(9, TASK_T + 1)) for _ in range(n)]
     labels = np.array([s[position] % TASK_K for s in sentences])
     return ClassBatches(sentences, labels, batch_size, seed=seed, pad_multiple=TASK_T)
 
