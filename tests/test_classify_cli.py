@@ -7,6 +7,7 @@ another, among random filler words; a tiny bidirectional GRU learns it in a few 
 import hashlib
 import io
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -327,16 +328,25 @@ def as_trees(path, out):
 
 
 def test_phrases_train_on_every_phrase_of_the_training_trees(files, tmp_path, capsys):
-    trees = as_trees(files["train"], tmp_path / "trees.txt")
+    # "zebra", in one sentence, is in five of its phrases.
+    train = tmp_path / "train.txt"
+    train.write_text(files["train"].read_text() + "pos the a of zebra great\n")
+    trees = as_trees(train, tmp_path / "trees.txt")
     out = tmp_path / "m.npz"
     assert train_classifier_main(["--train", str(trees), "--dev", str(files["dev"]),
-                                  "--phrases", "--epochs", "1", "--model-out", str(out),
-                                  *TINY]) == 0
-    phrases = {tuple(words[i:]) for words in
-               (line.split()[1:] for line in files["train"].read_text().splitlines())
-               for i in range(len(words))}
+                                  "--phrases", "--epochs", "1", "--min-count", "3",
+                                  "--model-out", str(out), *TINY]) == 0
+    sentences = [line.split()[1:] for line in train.read_text().splitlines()]
+    phrases = ({tuple(words[i:]) for words in sentences for i in range(len(words))}
+               | {(w,) for words in sentences for w in words})
     assert f"{len(phrases):,} training phrases, 60 dev" in capsys.readouterr().out
-    assert load_checkpoint(out).settings.data.phrases is True
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.settings.data.phrases is True
+    # The minimum count counts the sentences' words, not the phrases' that repeat them.
+    counts = Counter(w for words in sentences for w in words)
+    assert counts["zebra"] == 1
+    assert {w for w in checkpoint.vocab.words if w in counts} == {
+        w for w, n in counts.items() if n >= 3}
 
 
 @pytest.mark.parametrize("flags, says", [

@@ -113,6 +113,7 @@ def test_trees_give_sentences_or_every_distinct_phrase(tmp_path):
     assert phrases == _examples("2 a", "3 fine", "2 film", "4 fine film", "3 a fine film",
                                 "2 .", "4 a fine film .", "2 not", "2 at", "2 all", "0 at all",
                                 "1 a fine film at all", "1 not a fine film at all")
+    assert read_trees(path, phrases=True).sentences == sentences.examples
     assert read_trees(path, lowercase=False).examples[0].words == ["A", "fine", "film", "."]
 
 
@@ -135,6 +136,9 @@ def test_phrases_need_trees(tmp_path):
     trees = _write(tmp_path / "trees.txt", TREES)
     splits = load_labelled(train=trees, dev=labelled, phrases=True)
     assert len(splits.train) == 13 and len(splits.dev) == 2
+    assert splits.counted == _examples("4 a fine film .", "1 not a fine film at all")
+    assert load_labelled(train=labelled, dev=labelled).counted == _examples("1 a fine film",
+                                                                            "0 dull")
     assert "--dev file" in _error(load_labelled, train=trees, phrases=True)
     assert "not folds" in _error(load_labelled, train=trees, dev=labelled, folds=2,
                                  phrases=True)
@@ -234,6 +238,22 @@ def test_registry_and_unknown_names():
 def test_missing_dataset_file_names_where_to_put_it(tmp_path):
     message = _error(load_labelled, "trec", data_dir=tmp_path, download=False)
     assert str(tmp_path / "sentences/TREC.train.all") in message and "https://" in message
+
+
+def test_only_the_splits_not_given_are_looked_for(shared_data, tmp_path):
+    """A named dataset's file that the caller's own replaces is neither needed nor fetched."""
+    (tmp_path / "sentences").mkdir()
+    for name in ("stsa.fine.dev", "stsa.fine.test"):
+        (tmp_path / "sentences" / name).symlink_to(shared_data / "sentences" / name)
+    trees = _write(tmp_path / "trees.txt", TREES)
+    splits = load_labelled("sst5", train=trees, data_dir=tmp_path, download=False,
+                           phrases=True)
+    assert len(splits.train) == 13 and len(splits.dev) == 1101 and len(splits.test) == 2210
+    assert "stsa.fine.train" in _error(load_labelled, "sst5", data_dir=tmp_path,
+                                       download=False)
+    own = _write(tmp_path / "mr.txt", "1 a fine film\n0 dull\n" * 10)
+    assert len(load_labelled("mr", train=own, data_dir=tmp_path, download=False,
+                             folds=2, dev_fraction=0).train) == 10
 
 
 @pytest.mark.parametrize("name, sizes, labels", [

@@ -492,8 +492,9 @@ class ClassifierSettings(Backend):
     arch: str = flag("lstm", "recurrent cell", ARCHS[1:])
     vocab_size: int = flag(20000, "vocabulary size: the most frequent training words and the "
                            "unknown-word token (and the two sentence markers)", metavar="N")
-    min_count: int = flag(1, "words seen fewer than N times in training are read as the "
-                          "unknown word, whose vector then learns what rare words say",
+    min_count: int = flag(1, "words seen fewer than N times in training (with --phrases, in "
+                          "the training sentences) are read as the unknown word, whose vector "
+                          "then learns what rare words say",
                           metavar="N")
     subwords: int = flag(0, "read words as BPE pieces, about N kinds learned from the training "
                          "sentences, so that a rare word shares its parts' vectors (0: whole "

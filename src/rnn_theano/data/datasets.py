@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -285,10 +286,12 @@ def labelled_spec(name: str) -> LabelledSpec:
 
 
 def labelled_files(name: str, data_dir: Path | None = None, download: bool = True,
-                   base_url: str | None = None) -> dict[str, Path]:
+                   base_url: str | None = None, skip: Collection[str] = ()) -> dict[str, Path]:
     """Split (or, for a ``classes`` dataset, label) -> local path of each file of the named
-    labelled dataset; checked and downloaded as ``corpus_files`` does."""
-    return _local_files(labelled_spec(name).files, data_dir, download, base_url)
+    labelled dataset but those of the splits in ``skip``; checked and downloaded as
+    ``corpus_files`` does."""
+    files = tuple(f for f in labelled_spec(name).files if f.split not in skip)
+    return _local_files(files, data_dir, download, base_url)
 
 
 def tree_file(name: str, data_dir: Path | None = None, download: bool = True,
@@ -386,25 +389,19 @@ def _download(url: str, dest: Path, sha256: str | None, member: str = "") -> Non
 def _fetch(url: str, out: BinaryIO, dest: Path, member: str = "") -> str:
     """Stream ``url`` into the binary file ``out`` with a progress bar; return its sha256.
     ``dest`` (and the archive's ``member`` that goes there) is named in errors."""
-    digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            received = 0
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
                       file=sys.stderr, disable=None, leave=False) as bar:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
+                sha256, received = _copy_hashed(response, out, bar)
     except (OSError, ValueError, http.client.HTTPException) as e:
         raise UserError(f"could not download {url} ({_reason(e)}): check the network "
                         f"connection, or {_by_hand(dest, member)}") from None
     if total is not None and received != total:
         raise UserError(f"the download of {url} stopped after {received} of {total} bytes: "
                         f"try again, or {_by_hand(dest, member)}")
-    return digest.hexdigest()
+    return sha256
 
 
 def _by_hand(dest: Path, member: str = "") -> str:
@@ -415,19 +412,28 @@ def _by_hand(dest: Path, member: str = "") -> str:
 
 def _unzip(archive: BinaryIO, member: str, out: BinaryIO, url: str) -> str:
     """Copy ``member`` of the zip file ``archive`` into ``out``; return its sha256."""
-    digest = hashlib.sha256()
     try:
         with zipfile.ZipFile(archive) as zipped, zipped.open(member) as f:
-            while chunk := f.read(_CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
+            return _copy_hashed(f, out)[0]
     except KeyError:
         raise UserError(f"the archive at {url} has no {member}: nothing was saved; give "
                         "the dataset's archive") from None
     except (zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise UserError(f"the download of {url} is not a readable zip archive ({e}): try "
                         "again") from None
-    return digest.hexdigest()
+
+
+def _copy_hashed(source: BinaryIO, out: BinaryIO, bar: tqdm | None = None) -> tuple[str, int]:
+    """Copy ``source`` into ``out`` in chunks (advancing ``bar``); the sha256 of the bytes
+    copied, and their number."""
+    digest, copied = hashlib.sha256(), 0
+    while chunk := source.read(_CHUNK):
+        out.write(chunk)
+        digest.update(chunk)
+        copied += len(chunk)
+        if bar is not None:
+            bar.update(len(chunk))
+    return digest.hexdigest(), copied
 
 
 def _reason(error: Exception) -> str:

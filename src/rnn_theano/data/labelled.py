@@ -71,6 +71,7 @@ class ReadResult:
     examples: list[Example]
     skipped: int
     encodings: dict[Path, str]
+    sentences: list[Example] | None = None  # of the trees whose phrases are the examples
 
 
 # --- readers ---------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ def read_trees(path: PathLike, lowercase: bool = True, encoding: str | None = No
     treebank gives a phrase one label wherever it occurs)."""
     path = Path(path)
     text, used = decode(path, encoding)
-    examples, seen, skipped = [], set(), 0
+    examples, sentences, seen, skipped = [], [], set(), 0
     for number, line in enumerate(io.StringIO(text, newline=None), start=1):
         if not line.strip():
             skipped += 1
@@ -147,13 +148,17 @@ def read_trees(path: PathLike, lowercase: bool = True, encoding: str | None = No
             raise UserError(f"{path}:{number}: not a labelled tree ({e}): each line must be "
                             "one tree, (LABEL (LABEL word) (LABEL ...)), as the Stanford "
                             "Sentiment Treebank writes them") from None
-        for label, words in nodes if phrases else nodes[-1:]:
-            words = [w.lower() for w in words] if lowercase else words
-            if phrases and tuple(words) in seen:
+        nodes = [Example(label, [w.lower() for w in words] if lowercase else words)
+                 for label, words in (nodes if phrases else nodes[-1:])]
+        sentences.append(nodes[-1])
+        for node in nodes:
+            if phrases and tuple(node.words) in seen:
                 continue
-            seen.add(tuple(words))
-            examples.append(Example(label, words))
-    return _result(path, examples, skipped, used)
+            seen.add(tuple(node.words))
+            examples.append(node)
+    result = _result(path, examples, skipped, used)
+    result.sentences = sentences if phrases else None
+    return result
 
 
 def tree_nodes(line: str) -> list[Example]:
@@ -387,6 +392,14 @@ class LabelledSplits:
     folds: int = 0
     fold: int = 0
     encodings: dict[Path, str] = field(default_factory=dict)
+    sentences: list[Example] | None = None  # with phrases, the training trees' sentences
+
+    @property
+    def counted(self) -> list[Example]:
+        """The training examples whose words the vocabulary counts: with phrases, the trees'
+        sentences, since a word recurs in every phrase above it (counted over the phrases,
+        nearly every word of the treebank would pass a minimum count of 2)."""
+        return self.train if self.sentences is None else self.sentences
 
 
 def load_labelled(name: str | None = None, *, train: Source | None = None,
@@ -412,9 +425,11 @@ def load_labelled(name: str | None = None, *, train: Source | None = None,
                         "(no dev split) up to, but not including, 1")
     trees = (_dataset_trees(name, data_dir, download)
              if phrases and name is not None and train is None else None)
-    sources, standard_folds = _sources(name, train, dev, test, fmt, data_dir, download)
+    given = {split: (source, fmt) for split, source in (("train", train), ("dev", dev),
+                                                         ("test", test)) if source is not None}
     if trees is not None:
-        sources["train"] = (trees, "trees")
+        given["train"] = (trees, "trees")
+    sources, standard_folds = _sources(name, given, data_dir, download)
     read = {split: _read(source, split_fmt, lowercase, encoding, phrases and split == "train")
             for split, (source, split_fmt) in sources.items()}
     if trees is not None:
@@ -439,7 +454,8 @@ def load_labelled(name: str | None = None, *, train: Source | None = None,
         source += f", trained on the phrases of {trees}"
     return LabelledSplits(train_examples, dev_examples, test_examples, labels,
                           source, merged.skipped, dev_source,
-                          test_source, k, fold if k else 0, merged.encodings)
+                          test_source, k, fold if k else 0, merged.encodings,
+                          read["train"].sentences)
 
 
 def _test_split(read: Mapping[str, ReadResult], sources: Mapping[str, tuple[Source, str]],
@@ -454,27 +470,26 @@ def _test_split(read: Mapping[str, ReadResult], sources: Mapping[str, tuple[Sour
     return train, test, f"fold {fold} of a {k}-fold cross-validation (seed {seed})"
 
 
-def _sources(name: str | None, train: Source | None, dev: Source | None, test: Source | None,
-             fmt: str, data_dir: PathLike | None, download: bool
+def _sources(name: str | None, given: dict[str, tuple[Source, str]],
+             data_dir: PathLike | None, download: bool
              ) -> tuple[dict[str, tuple[Source, str]], int]:
-    """Split -> (source, format), and the named dataset's cross-validation folds."""
+    """Split -> (source, format): the ``given`` ones, and the named dataset's for the others
+    (only those are looked for, or downloaded); and the dataset's cross-validation folds."""
+    if name is None:
+        if "train" not in given:
+            raise UserError("no training data: name a labelled dataset "
+                            f"({', '.join(datasets.LABELLED)}) or give a training file")
+        return dict(given), 0
+    spec = datasets.labelled_spec(name)
+    root = Path(data_dir) if data_dir is not None else None
     sources: dict[str, tuple[Source, str]] = {}
-    standard_folds = 0
-    if name is not None:
-        spec = datasets.labelled_spec(name)
-        root = Path(data_dir) if data_dir is not None else None
-        files = datasets.labelled_files(name, root, download)
-        if spec.format == "classes":
-            sources["train"] = (files, spec.format)
-        else:
-            sources.update((split, (path, spec.format)) for split, path in files.items())
-        standard_folds = spec.folds
-    elif train is None:
-        raise UserError("no training data: name a labelled dataset "
-                        f"({', '.join(datasets.LABELLED)}) or give a training file")
-    given = {"train": train, "dev": dev, "test": test}
-    sources.update((split, (source, fmt)) for split, source in given.items() if source is not None)
-    return sources, standard_folds
+    if spec.format == "classes":  # its files are the classes of the one training split
+        if "train" not in given:
+            sources["train"] = (datasets.labelled_files(name, root, download), spec.format)
+    else:
+        files = datasets.labelled_files(name, root, download, skip=given.keys())
+        sources.update((split, (path, spec.format)) for split, path in files.items())
+    return sources | given, spec.folds
 
 
 def _read(source: Source, fmt: str, lowercase: bool, encoding: str | None,
@@ -497,8 +512,11 @@ def _relabelled(result: ReadResult, labels: tuple[tuple[str, str], ...]) -> Read
     if not labels:
         return result
     mapping = dict(labels)
-    examples = [Example(mapping[e.label], e.words) for e in result.examples if e.label in mapping]
-    return ReadResult(examples, result.skipped, result.encodings)
+    def mapped(examples: list[Example]) -> list[Example]:
+        return [Example(mapping[e.label], e.words) for e in examples if e.label in mapping]
+
+    return ReadResult(mapped(result.examples), result.skipped, result.encodings,
+                      None if result.sentences is None else mapped(result.sentences))
 
 
 def _describe(source: Source) -> str:

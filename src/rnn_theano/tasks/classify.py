@@ -191,7 +191,7 @@ class ClassifierTask(EngineTask):
 def make_task(config: ClassifyConfig, splits: LabelledSplits,
               resumed: Checkpoint | None) -> ClassifierTask:
     """The engine (fresh, or the resumed checkpoint's) and the batches of every split."""
-    subwords = subwords_of(resumed) if resumed else train_subwords(config, splits.train)
+    subwords = subwords_of(resumed) if resumed else train_subwords(config, splits.counted)
     named = {k: in_pieces(v or [], subwords)
              for k, v in (("train", splits.train), ("valid", splits.dev), ("test", splits.test))}
     if resumed:
@@ -201,7 +201,8 @@ def make_task(config: ClassifyConfig, splits: LabelledSplits,
             raise UserError(f"the training data has labels the checkpoint was not trained "
                             f"on: {', '.join(unseen)}; train a new classifier")
     else:
-        vocab = Vocabulary.build([e.words for e in named["train"]], config.model.vocab_size,
+        counted = in_pieces(splits.counted, subwords)
+        vocab = Vocabulary.build([e.words for e in counted], config.model.vocab_size,
                                  config.model.min_count)
         if not vocab.has_words:
             raise UserError(f"--min-count {config.model.min_count}: no training word is seen "
