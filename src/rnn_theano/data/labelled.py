@@ -512,6 +512,7 @@ def _relabelled(result: ReadResult, labels: tuple[tuple[str, str], ...]) -> Read
     if not labels:
         return result
     mapping = dict(labels)
+
     def mapped(examples: list[Example]) -> list[Example]:
         return [Example(mapping[e.label], e.words) for e in examples if e.label in mapping]
 
