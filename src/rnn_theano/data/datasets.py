@@ -303,8 +303,7 @@ def tree_file(name: str, data_dir: Path | None = None, download: bool = True,
         having = ", ".join(n for n, s in LABELLED.items() if s.trees)
         raise UserError(f"the {name} dataset has no labelled phrases to train on: only "
                         f"{having} do, or a --train file of labelled trees")
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
-    return _local_file(spec.trees, root, download, base_url)
+    return _local_files((spec.trees,), data_dir, download, base_url)[spec.trees.split]
 
 
 def _spec(name: str) -> CorpusSpec:

@@ -201,7 +201,8 @@ def make_task(config: ClassifyConfig, splits: LabelledSplits,
             raise UserError(f"the training data has labels the checkpoint was not trained "
                             f"on: {', '.join(unseen)}; train a new classifier")
     else:
-        counted = in_pieces(splits.counted, subwords)
+        counted = (named["train"] if splits.counted is splits.train
+                   else in_pieces(splits.counted, subwords))  # the phrases' sentences
         vocab = Vocabulary.build([e.words for e in counted], config.model.vocab_size,
                                  config.model.min_count)
         if not vocab.has_words:
